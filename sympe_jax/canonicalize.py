@@ -1,0 +1,155 @@
+"""Randomized canonicalization: samples of the inversion kernel by sorting and by argmax.
+
+SymPE (Lawrence et al., ICLR 2025, arXiv 2503.21985) needs a group element ``g~`` drawn from
+the inversion kernel: uniform on the coset ``gamma(x) G_x`` of a canonicalization ``gamma``
+and the stabilizer ``G_x``. Two samplers, for any input whose symmetry is reflected in an
+equivariant score:
+
+* :func:`sort_permutation` (S_n): sort per-node scores; nodes whose scores tie are ordered
+  uniformly at random. If the scores separate exactly the automorphism orbits, the result is
+  an exact sample of the inversion kernel; scores that separate less add randomness (still an
+  equivariant law), never less.
+* :func:`argmax_element` (any finite group, e.g. p4m): scores over all group elements (a lifted
+  feature map); the sample is uniform among the entries tied for the maximum.
+
+Both are pure, jit/vmap-safe, and take the PRNG key first: same key, same sample.
+
+Ties are decided with a tolerance ``atol``, because scores equal in exact arithmetic differ in
+the last bits after sums taken in different orders. See :func:`tie_groups` for the exact rule.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from sympe_jax import checks
+from sympe_jax.groups import permutation
+
+__all__ = ["DEFAULT_ATOL", "tie_groups", "sort_permutation", "argmax_element"]
+
+DEFAULT_ATOL = 1e-5
+"""Default tie tolerance: float32 sums of O(1) values over O(10^3) terms agree to about 1e-5."""
+
+
+def _check_atol(atol: float) -> None:
+    if not isinstance(atol, (int, float)) or not atol >= 0 or atol == float("inf"):
+        raise ValueError(f"atol must be a finite number >= 0, got {atol!r}")
+
+
+def tie_groups(scores: jax.Array, mask: jax.Array | None = None, *, atol: float = DEFAULT_ATOL) -> jax.Array:
+    """Group near-equal scores: single-linkage clusters of the sorted real scores.
+
+    Sort the real scores; a new group starts wherever two consecutive sorted values differ by
+    more than ``atol``. Consequences, all intended:
+
+    * any two scores within ``atol`` of each other are in the same group (the sorted values
+      between them are spaced by at most ``atol``), so rounding noise never splits a tie;
+    * a chain of values each within ``atol`` of the next forms one group even if its ends are
+      further apart: the tolerance should sit well below the gaps between genuinely different
+      scores;
+    * the groups are a function of the multiset of scores and of each node's own score, so
+      permuting the nodes permutes the group labels (which is what makes the sort an
+      equivariant sampler). Rounding to a grid would not have the first property: two values
+      1e-9 apart can straddle a grid line.
+
+    Args:
+      scores: float[n].
+      mask: optional bool[n], True for real nodes.
+      atol: tolerance, >= 0.
+    Returns:
+      int32[n]: group index of every real node, increasing with the score (0 for the lowest);
+      masked-out nodes get ``n``.
+    """
+    scores = checks.check_floating(scores, "scores", ndim=1)
+    n = scores.shape[0]
+    real = checks.check_mask(mask, (n,))
+    _check_atol(atol)
+    s = jnp.where(real, scores, jnp.inf)
+    order = jnp.argsort(s, stable=True)
+    s_sorted = s[order]
+    new_group = jnp.diff(s_sorted) > atol
+    group_sorted = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(new_group, dtype=jnp.int32)])
+    group = jnp.zeros((n,), jnp.int32).at[order].set(group_sorted)
+    return jnp.where(real, group, n)
+
+
+def _check_finite_real(scores: jax.Array, real: jax.Array, fn: str) -> None:
+    bad = real & ~jnp.isfinite(scores)
+    checks.check_value(~jnp.any(bad), fn + ": scores of real nodes must be finite; node {} is {}",
+                       jnp.argmax(bad), scores[jnp.argmax(bad)])
+
+
+def sort_permutation(key: jax.Array, scores: jax.Array, mask: jax.Array | None = None, *,
+                     atol: float = DEFAULT_ATOL) -> jax.Array:
+    """Ranks of nodes in ascending score order, ties broken uniformly at random.
+
+    Args:
+      key: PRNG key; same key, same ranks.
+      scores: float[n] per-node scores, equivariant in the input (finite for real nodes).
+      mask: optional bool[n], True for real nodes.
+      atol: scores in one :func:`tie_groups` group are ties.
+    Returns:
+      ranks int32[n], a permutation in the project's convention: ``ranks[i]`` is the position of
+      node i. Real nodes take positions ``0..n_real-1``, lower scores first; within a tie group
+      every ordering is equally likely (64-bit random sort keys, see
+      ``permutation.random_sort_keys``). Masked-out nodes take the last positions, in index
+      order.
+
+    Law: if the nodes (scores and mask) are permuted by ``h``, the ranks are permuted by ``h``
+    in law (``ranks(h . x) ~ h . ranks(x)`` as node arrays), so ``v[ranks]`` is an equivariant
+    random positional encoding. With all scores distinct (beyond ``atol``), ranks do not
+    depend on the key.
+
+    Raises:
+      TypeError / ValueError: non-float scores, wrong shapes, a non-boolean mask, an empty
+      score array, NaN/Inf scores of real nodes (the latter under ``jit`` only through
+      :func:`sympe_jax.checks.checked`).
+    """
+    scores = checks.check_floating(scores, "scores", ndim=1)
+    n = scores.shape[0]
+    if n == 0:
+        raise ValueError("sort_permutation: empty graph (no scores)")
+    real = checks.check_mask(mask, (n,))
+    _check_finite_real(scores, real, "sort_permutation")
+    idx = jnp.arange(n, dtype=jnp.int32)
+    group = tie_groups(scores, real, atol=atol)
+    primary = jnp.where(real, group, n + idx)  # padding: unique keys after every real group
+    hi, lo = permutation.random_sort_keys(key, n)
+    *_, order = jax.lax.sort((primary, hi, lo, idx), num_keys=3)
+    return jnp.zeros((n,), jnp.int32).at[order].set(idx)
+
+
+def argmax_element(key: jax.Array, scores: jax.Array, mask: jax.Array | None = None, *,
+                   atol: float = DEFAULT_ATOL) -> jax.Array:
+    """A uniformly random index among the scores within ``atol`` of the maximum.
+
+    Args:
+      key: PRNG key; same key, same index.
+      scores: float[...] one score per group element, any shape (e.g. a lifted p4m map of shape
+        (8, L, L)); it is flattened in row-major order.
+      mask: optional bool array of the same shape; masked-out entries are never chosen.
+      atol: entries with ``score >= max - atol`` are the candidates.
+    Returns:
+      int32[] flat index (for p4m: ``lattice.element_from_index(index, L)``). It is exactly
+      uniform over the candidates (``jax.random.randint`` over their count). If every entry is
+      masked out the result is -1 (and eagerly a ValueError).
+
+    Law: if the scores are a lifted map, ``S'(h) = S(g^-1 h)`` for an input moved by g, the
+    sampled element moves to ``g h`` in law: an inversion-kernel sample when the candidates
+    are exactly the coset.
+    """
+    scores = checks.check_floating(scores, "scores")
+    if scores.size == 0:
+        raise ValueError("argmax_element: empty score array")
+    real = checks.check_mask(mask, scores.shape)
+    _check_atol(atol)
+    s, real = scores.reshape(-1), real.reshape(-1)
+    _check_finite_real(s, real, "argmax_element")
+    checks.check_value(jnp.any(real), "argmax_element: every entry is masked out")
+    top = jnp.max(jnp.where(real, s, -jnp.inf))
+    candidate = real & (s >= top - atol)
+    count = jnp.sum(candidate, dtype=jnp.int32)
+    k = jax.random.randint(key, (), 0, jnp.maximum(count, 1))
+    index = jnp.argmax(jnp.cumsum(candidate, dtype=jnp.int32) > k).astype(jnp.int32)
+    return jnp.where(count > 0, index, -1)

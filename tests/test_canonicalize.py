@@ -1,0 +1,212 @@
+"""Randomized canonicalization: exact tie uniformity, equivariance in law, tolerances, masks."""
+
+import collections
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+
+import sympe_jax as sp
+from sympe_jax.groups import lattice, permutation
+from sympe_jax.testing import assert_equivariant_in_law, chi2_homogeneity
+
+N_SAMPLES = 12000
+
+
+def _sample_ranks(scores, mask=None, n=N_SAMPLES, seed=0, atol=sp.DEFAULT_ATOL):
+    keys = jax.random.split(jax.random.key(seed), n)
+    fn = jax.jit(jax.vmap(lambda k: sp.sort_permutation(k, scores, mask, atol=atol)))
+    return np.asarray(fn(keys))
+
+
+def _chi2_uniform(counts):
+    counts = np.asarray(counts, float)
+    expected = counts.sum() / len(counts)
+    stat = ((counts - expected) ** 2 / expected).sum()
+    return float(jax.scipy.special.gammaincc((len(counts) - 1) / 2, stat / 2))
+
+
+def test_ties_uniform_over_all_tie_consistent_orderings():
+    scores = jnp.array([0.0, 0.0, 1.0, 1.0, 1.0, 2.0])
+    ranks = _sample_ranks(scores)
+    counts = collections.Counter(map(tuple, ranks))
+    assert len(counts) == 12  # 2! * 3!
+    for r in counts:  # every outcome is tie-consistent
+        assert sorted(r[:2]) == [0, 1] and sorted(r[2:5]) == [2, 3, 4] and r[5] == 5
+    assert _chi2_uniform(list(counts.values())) > 1e-3
+
+
+def test_uniformity_test_detects_a_biased_tie_break():
+    # negative control: a sort that breaks ties by index with prob 0.6 is rejected
+    scores = jnp.array([0.0, 0.0, 1.0, 1.0, 1.0, 2.0])
+    ranks = _sample_ranks(scores)
+    biased = ranks.copy()
+    use_index = np.random.default_rng(0).random(len(ranks)) < 0.6
+    biased[use_index] = np.arange(6)
+    counts = collections.Counter(map(tuple, biased))
+    assert _chi2_uniform(list(counts.values())) < 1e-3
+
+
+def test_distinct_scores_are_deterministic_and_sorted():
+    scores = jnp.array([0.3, -1.0, 2.0, 0.1])
+    ranks = _sample_ranks(scores, n=50)
+    assert len(np.unique(ranks, axis=0)) == 1
+    np.testing.assert_array_equal(ranks[0], [2, 0, 3, 1])
+
+
+def test_near_ties_within_atol_are_ties_and_gaps_are_not():
+    scores = jnp.array([1.0, 1.0 + 3e-6, 1.0 - 4e-6, 5.0])
+    ranks = _sample_ranks(scores, n=6000, atol=1e-5)
+    assert len(np.unique(ranks[:, :3], axis=0)) == 6 and np.all(ranks[:, 3] == 3)
+    strict = _sample_ranks(scores, n=200, atol=1e-7)
+    assert len(np.unique(strict, axis=0)) == 1
+    # chaining: consecutive sorted gaps within atol join one group
+    groups = sp.tie_groups(jnp.array([0.0, 0.8e-5, 1.6e-5, 1.0]), atol=1e-5)
+    np.testing.assert_array_equal(groups, [0, 0, 0, 1])
+
+
+def test_masked_nodes_go_last_in_index_order():
+    scores = jnp.array([5.0, -3.0, 1.0, 1.0, -7.0])
+    mask = jnp.array([True, False, True, True, False])
+    ranks = _sample_ranks(scores, mask, n=2000)
+    np.testing.assert_array_equal(ranks[:, 1], 3)
+    np.testing.assert_array_equal(ranks[:, 4], 4)
+    np.testing.assert_array_equal(ranks[:, 0], 2)
+    assert set(map(tuple, ranks[:, 2:4])) == {(0, 1), (1, 0)}
+    # an all-padding graph (a padded batch slot) is valid and gives the identity
+    np.testing.assert_array_equal(sp.sort_permutation(jax.random.key(0), scores, jnp.zeros(5, bool)), np.arange(5))
+
+
+def test_same_key_same_ranks_different_keys_differ():
+    scores = jnp.zeros(8)
+    k = jax.random.key(3)
+    np.testing.assert_array_equal(sp.sort_permutation(k, scores), sp.sort_permutation(k, scores))
+    assert len(np.unique(_sample_ranks(scores, n=20), axis=0)) > 15
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sort_is_equivariant_in_law(seed):
+    rng = np.random.default_rng(seed)
+    scores = jnp.asarray(rng.integers(0, 3, size=5), jnp.float32)  # ties in every group
+    mask = jnp.array([True, True, True, True, False])
+    g = permutation.random_element(jax.random.key(seed + 10), 5, mask)
+    sampler = lambda k, x: sp.sort_permutation(k, x[0], x[1])
+    act_in = lambda g, x: (permutation.act_on_nodes(g, x[0]), permutation.act_on_nodes(g, x[1]))
+    act_out = permutation.act_on_nodes
+    assert_equivariant_in_law(sampler, jax.random.key(seed), (scores, mask), g,
+                              act_in=act_in, act_out=act_out, num_samples=6000)
+
+
+def test_deterministic_tie_break_fails_the_law_test():
+    # negative control: sorting ties by index is not equivariant, and the checker says so
+    scores = jnp.array([0.0, 0.0, 1.0, 1.0])
+    g = jnp.array([1, 0, 3, 2])
+    sampler = lambda k, x: jnp.argsort(jnp.argsort(x, stable=True)).astype(jnp.int32)
+    with pytest.raises(AssertionError, match="laws differ"):
+        assert_equivariant_in_law(sampler, jax.random.key(0), scores, g,
+                                  act_in=permutation.act_on_nodes, act_out=permutation.act_on_nodes,
+                                  num_samples=500)
+
+
+def test_argmax_uniform_over_translations_on_constant_lattice_scores():
+    L = 4
+    scores = jnp.zeros((8, L, L)) + 0.5
+    keys = jax.random.split(jax.random.key(0), 16000)
+    idx = np.asarray(jax.jit(jax.vmap(lambda k: sp.argmax_element(k, scores)))(keys))
+    els = np.asarray(lattice.element_from_index(idx, L))
+    trans = els[:, 1] * L + els[:, 2]
+    assert _chi2_uniform(np.bincount(trans, minlength=L * L)) > 1e-3
+    assert _chi2_uniform(np.bincount(els[:, 0], minlength=8)) > 1e-3
+    # negative control: a sampler that favours translation 0 a little is caught
+    skewed = trans.copy()
+    skewed[:600] = 0
+    assert _chi2_uniform(np.bincount(skewed, minlength=L * L)) < 1e-3
+
+
+def test_argmax_tolerance_and_mask():
+    scores = jnp.array([1.0, 3.0, 3.0 - 5e-6, 2.999, 3.0])
+    mask = jnp.array([True, True, True, True, False])
+    keys = jax.random.split(jax.random.key(1), 3000)
+    idx = np.asarray(jax.vmap(lambda k: sp.argmax_element(k, scores, mask, atol=1e-5))(keys))
+    counts = np.bincount(idx, minlength=5)
+    assert counts[0] == counts[3] == counts[4] == 0
+    assert _chi2_uniform(counts[1:3]) > 1e-3
+    assert int(sp.argmax_element(jax.random.key(0), scores)) in (1, 2, 4)
+
+
+def test_argmax_is_equivariant_in_law_on_lifted_scores():
+    # lifted scores S'(h) = S(g^-1 h) for a moved input; the sampled element moves to g h.
+    L = 3
+    rng = np.random.default_rng(0)
+    base = jnp.asarray(rng.integers(0, 2, size=(8, L, L)), jnp.float32)  # many ties
+    g = lattice.element_from_index(29, L)
+    sampler = lambda k, s: sp.argmax_element(k, s)
+    act_out = lambda g, i: lattice.index_of_element(lattice.compose(g, lattice.element_from_index(i, L), L), L)
+    assert_equivariant_in_law(sampler, jax.random.key(2), base, g,
+                              act_in=lattice.act_on_lifted, act_out=act_out, num_samples=6000)
+
+
+def test_bad_inputs_raise_clear_errors():
+    k = jax.random.key(0)
+    with pytest.raises(ValueError, match="finite"):
+        sp.sort_permutation(k, jnp.array([0.0, jnp.nan]))
+    with pytest.raises(ValueError, match="finite"):
+        sp.argmax_element(k, jnp.array([0.0, jnp.inf]))
+    with pytest.raises(TypeError, match="floating"):
+        sp.sort_permutation(k, jnp.array([1, 2]))
+    with pytest.raises(ValueError, match="1-d"):
+        sp.sort_permutation(k, jnp.zeros((2, 2)))
+    with pytest.raises(ValueError, match="empty"):
+        sp.sort_permutation(k, jnp.zeros((0,)))
+    with pytest.raises(ValueError, match="empty"):
+        sp.argmax_element(k, jnp.zeros((0,)))
+    with pytest.raises(TypeError, match="boolean"):
+        sp.sort_permutation(k, jnp.zeros(3), jnp.ones(3))
+    with pytest.raises(ValueError, match="shape"):
+        sp.sort_permutation(k, jnp.zeros(3), jnp.ones(4, bool))
+    with pytest.raises(ValueError, match="atol"):
+        sp.sort_permutation(k, jnp.zeros(3), atol=-1.0)
+    with pytest.raises(ValueError, match="masked out"):
+        sp.argmax_element(k, jnp.zeros(3), jnp.zeros(3, bool))
+    # NaN under jit: reported through checkify
+    with pytest.raises(ValueError, match="finite"):
+        sp.checked(jax.jit(sp.sort_permutation))(k, jnp.array([0.0, jnp.nan]))
+    with pytest.raises(ValueError, match="finite"):
+        sp.checked(jax.jit(jax.vmap(sp.sort_permutation)))(jax.random.split(k, 2), jnp.array([[0.0, 1.0], [jnp.nan, 0.0]]))
+
+
+class JitVmapTest(chex.TestCase):
+    """The same ranks and indices with and without jit, and per example under vmap."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(4, 17)
+    def test_sort_variants(self, n):
+        scores = jnp.round(jax.random.normal(jax.random.key(n), (n,)), 1)
+        mask = jnp.arange(n) < n - 2
+        ranks = self.variant(lambda k, s, m: sp.sort_permutation(k, s, m))(jax.random.key(7), scores, mask)
+        ref = sp.sort_permutation(jax.random.key(7), scores, mask)
+        chex.assert_trees_all_equal(ranks, ref)
+        assert bool(permutation.is_permutation(ranks))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_vmap_over_graphs_of_different_sizes(self):
+        n_max, sizes = 9, [3, 9, 5]
+        scores = jnp.round(jax.random.normal(jax.random.key(0), (3, n_max)), 1)
+        masks = jnp.arange(n_max)[None, :] < jnp.array(sizes)[:, None]
+        keys = jax.random.split(jax.random.key(1), 3)
+        batched = self.variant(jax.vmap(lambda k, s, m: sp.sort_permutation(k, s, m)))(keys, scores, masks)
+        for b, n in enumerate(sizes):
+            one = sp.sort_permutation(keys[b], scores[b], masks[b])
+            chex.assert_trees_all_equal(batched[b], one)
+            assert sorted(np.asarray(one[:n]).tolist()) == list(range(n))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_argmax_variants(self):
+        scores = jnp.round(jax.random.normal(jax.random.key(0), (8, 4, 4)), 0)
+        keys = jax.random.split(jax.random.key(1), 5)
+        batched = self.variant(jax.vmap(lambda k: sp.argmax_element(k, scores)))(keys)
+        for b in range(5):
+            assert int(batched[b]) == int(sp.argmax_element(keys[b], scores))

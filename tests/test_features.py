@@ -1,0 +1,77 @@
+"""Spectral node features: exact equivariance, basis invariance, padding, informativeness."""
+
+import jax
+import jax.numpy as jnp
+import networkx as nx
+import numpy as np
+import pytest
+
+from sympe_jax import features
+from sympe_jax.groups import permutation
+from sympe_jax.testing import assert_equivariant
+
+EQUIVARIANT = [
+    features.random_walk_return_probabilities,
+    features.heat_kernel_diagonals,
+    features.eigenspace_projector_diagonals,
+    features.invariant_node_scores,
+]
+
+
+def _adj(graph, n_pad=0):
+    a = nx.to_numpy_array(graph, dtype=np.float32)
+    n = a.shape[0]
+    a = np.pad(a, ((0, n_pad), (0, n_pad)))
+    return jnp.asarray(a), jnp.arange(n + n_pad) < n
+
+
+@pytest.mark.parametrize("fn", EQUIVARIANT)
+def test_features_are_permutation_equivariant(fn):
+    adj, mask = _adj(nx.gnp_random_graph(9, 0.4, seed=3), n_pad=2)
+    assert_equivariant(lambda x: fn(*x), jax.random.key(0), (adj, mask),
+                       sample_element=lambda k: permutation.random_element(k, 11, mask),
+                       act_in=lambda g, x: (permutation.act_on_dense(g, x[0]), permutation.act_on_nodes(g, x[1])),
+                       act_out=permutation.act_on_nodes, atol=1e-5)
+
+
+def test_checker_rejects_a_non_equivariant_feature():
+    adj, mask = _adj(nx.path_graph(5))
+    with pytest.raises(AssertionError, match="not equivariant"):
+        assert_equivariant(lambda x: features.laplacian_eigenvectors(*x, k=2) + jnp.arange(5.0)[:, None],
+                           jax.random.key(0), (adj, mask),
+                           sample_element=lambda k: permutation.random_element(k, 5),
+                           act_in=lambda g, x: (permutation.act_on_dense(g, x[0]), x[1]),
+                           act_out=permutation.act_on_nodes)
+
+
+def test_scores_tie_exactly_on_orbits_of_symmetric_graphs():
+    for graph, orbits in [(nx.cycle_graph(8), 1), (nx.star_graph(5), 2), (nx.path_graph(6), 3)]:
+        adj, mask = _adj(graph, n_pad=3)
+        s = np.asarray(features.invariant_node_scores(adj, mask))[: graph.number_of_nodes()]
+        assert len(np.unique(np.round(s, 4))) == orbits
+
+
+def test_projector_diagonals_are_basis_invariant_and_sum_to_one():
+    adj, mask = _adj(nx.cycle_graph(6), n_pad=2)  # repeated eigenvalues
+    d = np.asarray(features.eigenspace_projector_diagonals(adj, mask, k=8))
+    # on a vertex-transitive graph each eigenspace projector has a constant diagonal
+    np.testing.assert_allclose(d[:6], np.broadcast_to(d[:1], d[:6].shape), atol=1e-5)
+    assert np.all(d[6:] == 0) and np.all(d[:, 6:] == 0)
+
+
+def test_randomized_eigenvectors_are_orthonormal_eigenvectors():
+    adj, mask = _adj(nx.cycle_graph(6), n_pad=1)
+    lap = np.asarray(features.laplacian(adj, mask))
+    for k in jax.random.split(jax.random.key(0), 3):
+        u = np.asarray(features.randomize_eigenvectors(k, adj, mask, k=5))
+        np.testing.assert_allclose(u.T @ u, np.eye(5), atol=1e-5)
+        ratio = np.sum(u * (lap @ u), 0)  # Rayleigh quotients: the C6 spectrum without the 0
+        np.testing.assert_allclose(np.sort(ratio), [1, 1, 3, 3, 4], atol=1e-4)
+        np.testing.assert_allclose(lap @ u, u * ratio, atol=1e-4)
+
+
+def test_bad_adjacency_raises():
+    with pytest.raises(ValueError, match="square"):
+        features.invariant_node_scores(jnp.zeros((3, 4)))
+    with pytest.raises(TypeError, match="floating"):
+        features.invariant_node_scores(jnp.zeros((3, 3), jnp.int32))

@@ -1,0 +1,59 @@
+"""The jraph door: every jraph function we use, padding and message passing."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sympe_jax import graphs
+
+
+def _two_graphs():
+    tri = np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+    edge = np.array([[0, 1], [1, 0]])
+    return graphs.batch([graphs.from_adjacency(tri), graphs.from_adjacency(edge)]), [tri, edge]
+
+
+def test_batch_pad_masks_and_dense_roundtrip():
+    batch, adjs = _two_graphs()
+    padded = graphs.pad(batch, n_node=8, n_edge=12, n_graph=3)
+    np.testing.assert_array_equal(graphs.node_mask(padded), [1, 1, 1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(graphs.edge_mask(padded), [1] * 8 + [0] * 4)
+    np.testing.assert_array_equal(graphs.graph_mask(padded), [1, 1, 0])
+    np.testing.assert_array_equal(graphs.node_graph_index(padded), [0, 0, 0, 1, 1, 2, 2, 2])
+    np.testing.assert_array_equal(graphs.local_node_index(padded), [0, 1, 2, 0, 1, 0, 1, 2])
+    dense, mask = graphs.to_dense(padded, n_max=4)
+    np.testing.assert_array_equal(dense[0, :3, :3], adjs[0])
+    np.testing.assert_array_equal(dense[1, :2, :2], adjs[1])
+    assert float(dense[2].sum()) == 0 and float(dense[0, 3].sum()) == 0
+    np.testing.assert_array_equal(mask[:2].sum(1), [3, 2])
+    assert not bool(mask[2].any())
+
+
+def test_aggregate_ignores_padding():
+    batch, _ = _two_graphs()
+    padded = graphs.pad(batch, n_node=7, n_edge=11, n_graph=3)
+    ones = jnp.ones((padded.senders.shape[0], 1))
+    deg = graphs.aggregate(padded, ones)
+    np.testing.assert_array_equal(deg[:, 0], [2, 2, 2, 1, 1, 0, 0])
+    mean = graphs.aggregate(padded, ones, reduce="mean")
+    np.testing.assert_array_equal(mean[:, 0], [1, 1, 1, 1, 1, 0, 0])
+    with pytest.raises(ValueError, match="reduce"):
+        graphs.aggregate(padded, ones, reduce="max")
+
+
+def test_bad_graphs_raise_clear_errors():
+    with pytest.raises(ValueError, match="self-loop"):
+        graphs.from_adjacency(np.eye(3))
+    with pytest.raises(ValueError, match="square"):
+        graphs.from_adjacency(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        graphs.from_adjacency(np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match="equal length"):
+        graphs.validate_edges(3, [0, 1], [1])
+    with pytest.raises(ValueError, match="0..2"):
+        graphs.validate_edges(3, [0, 5], [1, 2])
+    with pytest.raises(ValueError, match="empty"):
+        graphs.batch([])
+    batch, _ = _two_graphs()
+    with pytest.raises(ValueError, match="budget"):
+        graphs.pad(batch, n_node=5, n_edge=12, n_graph=3)
