@@ -6,9 +6,14 @@ and the stabilizer ``G_x``. Two samplers, for any input whose symmetry is reflec
 equivariant score:
 
 * :func:`sort_permutation` (S_n): sort per-node scores; nodes whose scores tie are ordered
-  uniformly at random. If the scores separate exactly the automorphism orbits, the result is
-  an exact sample of the inversion kernel; scores that separate less add randomness (still an
-  equivariant law), never less.
+  uniformly at random. The law is uniform over all orderings consistent with the scores, a
+  union of cosets of the automorphism group (invariant scores tie automorphic nodes), so it is
+  an equivariant symmetry-breaking sample: the paper's "equivariant noise injection". It is
+  the exact inversion kernel when every ordering of each tie group is realized by an
+  automorphism (e.g. the leaves of a star); otherwise it carries more entropy (a cycle C_n
+  yields all n! orderings, its inversion kernel only 2n). The better the scores separate
+  non-automorphic nodes, the closer it gets; :mod:`sympe_jax.automorphisms` has the exact
+  sampler for comparison.
 * :func:`argmax_element` (any finite group, e.g. p4m): scores over all group elements (a lifted
   feature map); the sample is uniform among the entries tied for the maximum.
 
