@@ -117,12 +117,16 @@ def sort_permutation(key: jax.Array, scores: jax.Array, mask: jax.Array | None =
         raise ValueError("sort_permutation: empty graph (no scores)")
     real = checks.check_mask(mask, (n,))
     _check_finite_real(scores, real, "sort_permutation")
+    _check_atol(atol)
     idx = jnp.arange(n, dtype=jnp.int32)
-    group = tie_groups(scores, real, atol=atol)
-    primary = jnp.where(real, group, n + idx)  # padding: unique keys after every real group
+    # Sort once by score (padding last, by index), group the sorted values as in tie_groups,
+    # then sort again by (group, 64-bit random key): uniform order inside every tie group.
+    s_sorted, order = jax.lax.sort((jnp.where(real, scores, jnp.inf), idx), num_keys=1, is_stable=True)
+    group = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(jnp.diff(s_sorted) > atol, dtype=jnp.int32)])
+    primary = jnp.where(real[order], group, n + idx)  # padding: unique keys after every real group
     hi, lo = permutation.random_sort_keys(key, n)
-    *_, order = jax.lax.sort((primary, hi, lo, idx), num_keys=3)
-    return jnp.zeros((n,), jnp.int32).at[order].set(idx)
+    *_, final = jax.lax.sort((primary, hi, lo, order), num_keys=3)
+    return jnp.zeros((n,), jnp.int32).at[final].set(idx)
 
 
 def argmax_element(key: jax.Array, scores: jax.Array, mask: jax.Array | None = None, *,
