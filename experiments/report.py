@@ -1,0 +1,91 @@
+"""Render the README's result sections from the result files under ``results/``.
+
+Each section sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in README.md and is
+regenerated from its result file; nothing in those sections is typed by hand.
+
+    python experiments/report.py          # rewrite README.md in place
+    python experiments/report.py --check  # exit 1 if README.md is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import sys
+from typing import Callable
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+
+
+def _load(path: pathlib.Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def canonicalization_section() -> str | None:
+    md = RESULTS / "benchmarks" / "canonicalization.md"
+    return md.read_text().strip() if md.exists() else None
+
+
+def _fmt(mean: float, spread: float, digits: int = 3) -> str:
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def ising_section() -> str | None:
+    summary = _load(RESULTS / "ising" / "summary.json")
+    if summary is None:
+        return None
+    lines = [f"Preset `{summary['preset']}` (L = {summary['config']['L']}, {summary['config']['num_steps']} steps, "
+             f"{len(summary['seeds'])} seeds: mean ± std over seeds). Command: `{summary['command']}`. "
+             f"Gap = energy per site above the exact ground state e_min, on {summary['num_eval']} held-out "
+             "Hamiltonians from the paper's law; solved = gap < 1e-6; sampled = spins drawn from the "
+             "model's product law, argmax = sign of the logits.", "",
+             "| method | gap, sampled | gap, argmax | solved, argmax | stripe gap, argmax | stripe solved, argmax | ferro solved, argmax |",
+             "|---|---|---|---|---|---|---|"]
+    for m in summary["methods"]:
+        r = summary["rows"][m]
+        lines.append(f"| {r['label']} | {_fmt(*r['gap_sampled'])} | {_fmt(*r['gap_argmax'])} | "
+                     f"{_fmt(*r['solved_argmax'], 2)} | {_fmt(*r['stripe_gap_argmax'])} | "
+                     f"{_fmt(*r['stripe_solved_argmax'], 2)} | {_fmt(*r['ferro_solved_argmax'], 2)} |")
+    lines += ["", "![Ising phase diagram](results/ising/phase_diagram.png)"]
+    return "\n".join(lines)
+
+
+SECTIONS: dict[str, Callable[[], str | None]] = {
+    "canonicalization": canonicalization_section,
+    "ising": ising_section,
+}
+
+
+def render(readme: str) -> str:
+    for name, fn in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- BEGIN {name} -->\n)(.*?)(<!-- END {name} -->)", re.S)
+        if not pattern.search(readme):
+            continue
+        body = fn()
+        body = (body if body is not None else f"_No result file yet: run the command above to produce it._") + "\n"
+        readme = pattern.sub(lambda m: m.group(1) + body + m.group(3), readme)
+    return readme
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    path = ROOT / "README.md"
+    old = path.read_text()
+    new = render(old)
+    if args.check:
+        if new != old:
+            print("README.md is out of date: run python experiments/report.py")
+            return 1
+        return 0
+    path.write_text(new)
+    print(f"updated {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
