@@ -1,0 +1,894 @@
+"""The training loop every ``sympe_jax`` experiment shares: optax, jit, orbax, data parallel.
+
+One call trains a model from a loss function, an optax optimizer and a batch function::
+
+    config = TrainConfig(num_steps=10_000, eval_every=500, checkpoint_every=1000,
+                         select_metric="val_loss")
+    result = train(config, loss_fn=loss_fn, params=params,
+                   optimizer=make_optimizer(3e-4, config.num_steps, warmup_steps=500),
+                   batch_fn=batch_fn, key=jax.random.key(0), workdir="runs/ae", eval_fn=eval_fn)
+    result.best_params, result.history
+
+The three user functions:
+
+* ``loss_fn(params, batch, key) -> (loss, metrics)``: ``loss`` is a scalar, ``metrics`` a
+  (possibly empty) dict of scalars. It is traced once, inside the jitted train step, and
+  differentiated with respect to ``params`` (a pytree of float arrays).
+* ``batch_fn(i) -> batch``: the batch (a pytree of arrays, numpy or jax) used by update ``i``
+  (0-based). It must be a pure function of ``i`` (e.g. a numpy ``Generator`` seeded with
+  ``(seed, i)``) so that resuming is exact. Every leaf is sharded along axis 0 over the local
+  devices by default, so its leading dimension must be divisible by the device count.
+* ``eval_fn(params, key) -> dict[str, float]`` (optional): called on the host every
+  ``eval_every`` steps and after the final step; jit it yourself if it is expensive.
+
+Conventions:
+
+* Steps count completed updates. Update ``i`` (0-based) consumes ``batch_fn(i)`` and the key
+  ``fold_in(train_key, i)``; afterwards ``step = i + 1``, which is what logs and checkpoints
+  record. ``train_key, eval_key = jax.random.split(key)`` and evaluation after step ``s`` uses
+  ``fold_in(eval_key, s)``. Keys are stateless functions of the step, so a resumed run sees
+  exactly the keys and batches of an uninterrupted one.
+* Logged train rows hold the *mean* of ``loss``, ``grad_norm`` and every metric over the steps
+  since the previous train row (the running sums are checkpointed, so they survive a resume).
+  A train row is written every ``log_every`` steps and after the final step; an eval row after
+  every evaluation.
+* Data parallelism: a 1-D mesh named ``"data"`` over ``jax.local_devices()`` (or ``devices``);
+  batch leaves are sharded along axis 0 (``batch_spec`` overrides this), params and optimizer
+  state are replicated; XLA inserts the gradient all-reduce. With one device it is a no-op,
+  and with several the losses equal the one-device ones up to float reduction order.
+  Single-process only.
+* Non-finite values: the jitted step returns one fused flag vector (loss, gradients, updated
+  params all finite). The host reads it one step late (so dispatch stays asynchronous) and
+  always before logging, evaluating or checkpointing, so a non-finite state is never written.
+  On the first non-finite step :class:`TrainingDiverged` is raised, naming the step, the
+  quantity and the last good checkpoint (which is left untouched).
+
+``workdir`` layout (all optional: ``workdir=None`` trains in memory)::
+
+    workdir/checkpoints/<step>/   orbax CheckpointManager steps: item "state" (params,
+                                  opt_state, key, best_params if select_metric) and item
+                                  "meta" (JSON: step, running log sums, best/last eval, config)
+    workdir/metrics.jsonl         one JSON object per row: {"step", "split": "train"|"eval",
+                                  values..., ["steps_per_sec"], "wall_time"}
+
+Resuming is automatic: if ``workdir/checkpoints`` holds a checkpoint, ``train`` restores the
+latest one (params, optimizer state, log sums, best params) and continues to ``num_steps``;
+rows of ``metrics.jsonl`` with a step beyond the restored one are dropped (atomic rewrite), so
+the log never has duplicates and equals that of an uninterrupted run. A run that had not
+reached its first checkpoint restarts from scratch (its log is reset). Use a new workdir to
+start afresh. A checkpoint that cannot be read (corrupt files, or a different model,
+optimizer or ``select_metric``) raises :class:`CheckpointError`; nothing on disk is deleted or
+overwritten in that case.
+
+Caveat: exactness holds for interruptions (kill, exception, divergence). *Extending* a finished
+run (calling again with a larger ``num_steps``) continues exactly from the final state, but the
+shorter run had logged, evaluated and checkpointed at its final step, and an optimizer whose
+schedule depends on ``num_steps`` is a different optimizer.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "CheckpointError",
+    "LossFn",
+    "BatchFn",
+    "EvalFn",
+    "train",
+    "make_schedule",
+    "make_optimizer",
+    "data_mesh",
+    "shard_batch",
+    "read_log",
+    "save_json",
+]
+
+_LOG = logging.getLogger(__name__)
+
+PyTree = Any
+LossFn = Callable[[PyTree, PyTree, jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
+BatchFn = Callable[[int], PyTree]
+EvalFn = Callable[[PyTree, jax.Array], Mapping[str, float]]
+
+DATA_AXIS = "data"
+CHECKPOINT_SUBDIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+# Keys of logged rows that metric names may not use.
+_RESERVED = ("step", "split", "loss", "grad_norm", "steps_per_sec", "wall_time")
+_QUANTITIES = ("loss", "gradients", "updated parameters")
+
+
+class TrainingDiverged(RuntimeError):
+    """A train step produced a non-finite loss, gradient or parameter.
+
+    Attributes:
+        step: the step (1-based count of updates) whose update was non-finite.
+        quantity: ``"loss"``, ``"gradients"`` or ``"updated parameters"``.
+        last_checkpoint: directory of the last good checkpoint, or None if there is none.
+    """
+
+    def __init__(self, message: str, *, step: int, quantity: str, last_checkpoint: Path | None):
+        super().__init__(message)
+        self.step = step
+        self.quantity = quantity
+        self.last_checkpoint = last_checkpoint
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be read or written; nothing on disk was deleted.
+
+    Attributes:
+        directory: the checkpoint step directory concerned.
+    """
+
+    def __init__(self, message: str, *, directory: Path):
+        super().__init__(message)
+        self.directory = directory
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Schedule of one training run.
+
+    Attributes:
+        num_steps: total number of updates (including those of a resumed run).
+        eval_every: evaluate every this many steps (and after the final step, whenever an
+            ``eval_fn`` is given); 0: only after the final step.
+        checkpoint_every: save a checkpoint every this many steps and after the final step;
+            0: never (a workdir is then only used for the metrics log, and for resuming
+            from checkpoints already in it).
+        log_every: write a train row (window means) every this many steps and after the
+            final step.
+        max_to_keep: number of most recent checkpoints kept on disk.
+        select_metric: eval metric used to keep the best params (e.g. ``"val_loss"``); None:
+            ``best_params`` are the final params.
+        select_mode: ``"min"`` or ``"max"``: whether a smaller or larger ``select_metric`` is
+            better.
+        progress: show a tqdm progress bar (only when stderr is a terminal).
+        async_checkpointing: let orbax write checkpoints in a background thread; the loop
+            waits for them before returning or raising.
+    """
+
+    num_steps: int
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    log_every: int = 10
+    max_to_keep: int = 2
+    select_metric: str | None = None
+    select_mode: str = "min"
+    progress: bool = True
+    async_checkpointing: bool = True
+
+    def __post_init__(self):
+        for name in ("num_steps", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
+        for name in ("log_every", "max_to_keep"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
+        if self.select_mode not in ("min", "max"):
+            raise ValueError(f"TrainConfig.select_mode must be 'min' or 'max', got {self.select_mode!r}")
+        if self.select_metric in _RESERVED:
+            raise ValueError(f"TrainConfig.select_metric may not be one of {_RESERVED}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        params: final params (replicated over the mesh).
+        opt_state: final optimizer state.
+        best_params: params at the best ``select_metric`` evaluation; the final params if
+            ``select_metric`` is None (or no evaluation happened).
+        best_metrics: eval metrics of ``best_params`` (the last evaluation if ``select_metric``
+            is None); empty without an ``eval_fn``.
+        best_step: step of ``best_params``.
+        step: final step (``num_steps``, or the checkpoint step if that was already beyond).
+        history: every logged row (with a workdir, also those of earlier, resumed runs), as
+            written to ``metrics.jsonl``.
+        steps_per_second: throughput of this call, wall-clock, excluding the first
+            (compiling) step when more than one step ran; includes evaluation and
+            checkpointing time. 0.0 if no step ran.
+        resumed_from: step of the checkpoint this call resumed from, or None.
+    """
+
+    params: PyTree
+    opt_state: PyTree
+    best_params: PyTree
+    best_metrics: dict[str, float]
+    best_step: int | None
+    step: int
+    history: list[dict[str, Any]]
+    steps_per_second: float
+    resumed_from: int | None
+
+
+# --------------------------------------------------------------------------------------
+# Optimizer.
+
+
+def make_schedule(
+    learning_rate: float,
+    num_steps: int,
+    warmup_steps: int = 0,
+    schedule: str = "cosine",
+    end_lr_ratio: float = 0.0,
+) -> optax.Schedule:
+    """Learning-rate schedule: linear warmup from 0, then cosine/linear decay or constant.
+
+    Args:
+        learning_rate: peak learning rate, reached after ``warmup_steps``.
+        num_steps: total number of steps, warmup included; the decay ends there.
+        warmup_steps: number of linear warmup steps (0: start at the peak).
+        schedule: ``"cosine"``, ``"linear"`` (decay to ``end_lr_ratio * learning_rate``) or
+            ``"constant"``.
+        end_lr_ratio: final learning rate as a fraction of the peak (decaying schedules).
+
+    Returns:
+        An optax schedule mapping the update count (0-based) to the learning rate.
+    """
+    if not 0 <= warmup_steps <= num_steps:
+        raise ValueError(f"need 0 <= warmup_steps <= num_steps, got {warmup_steps} and {num_steps}")
+    end_value = learning_rate * end_lr_ratio
+    if schedule == "cosine":
+        if num_steps == warmup_steps:  # no decay phase
+            schedule = "constant"
+        else:
+            return optax.warmup_cosine_decay_schedule(
+                init_value=0.0, peak_value=learning_rate, warmup_steps=warmup_steps,
+                decay_steps=num_steps, end_value=end_value)
+    if schedule == "linear":
+        main = optax.linear_schedule(learning_rate, end_value, num_steps - warmup_steps)
+    elif schedule == "constant":
+        main = optax.constant_schedule(learning_rate)
+    else:
+        raise ValueError(f"schedule must be 'cosine', 'linear' or 'constant', got {schedule!r}")
+    if warmup_steps == 0:
+        return main
+    warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
+    return optax.join_schedules([warmup, main], [warmup_steps])
+
+
+def make_optimizer(
+    learning_rate: float,
+    num_steps: int,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+    schedule: str = "cosine",
+    end_lr_ratio: float = 0.0,
+    weight_decay_mask: Any = None,
+) -> optax.GradientTransformation:
+    """AdamW on a :func:`make_schedule` schedule, optionally after global-norm clipping.
+
+    Args:
+        learning_rate, num_steps, warmup_steps, schedule, end_lr_ratio: see
+            :func:`make_schedule`.
+        weight_decay: decoupled weight decay (0: plain Adam).
+        clip_norm: clip gradients to this global norm first (None: no clipping).
+        weight_decay_mask: optax mask (pytree of bools or callable) of the params to decay.
+
+    Returns:
+        The optax gradient transformation.
+    """
+    lr = make_schedule(learning_rate, num_steps, warmup_steps, schedule, end_lr_ratio)
+    parts = []
+    if clip_norm is not None:
+        parts.append(optax.clip_by_global_norm(clip_norm))
+    parts.append(optax.adamw(lr, weight_decay=weight_decay, mask=weight_decay_mask))
+    return optax.chain(*parts)
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers: files and sharding.
+
+
+def save_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    """Writes ``obj`` as JSON atomically (temporary file in the same directory, then rename)."""
+    _atomic_write_text(Path(path), json.dumps(obj, indent=indent) + "\n")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Reads a ``metrics.jsonl`` log (a workdir or the file itself) into a list of rows.
+
+    Malformed lines (e.g. a line cut short by a kill) are skipped with a warning.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    return [row for _, row in _read_log_lines(path)]
+
+
+def _read_log_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    if not path.exists():
+        return []
+    out = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("not an object with an integer 'step'")
+        except ValueError as e:
+            warnings.warn(f"{path}:{number}: skipping malformed log line ({e})", stacklevel=3)
+            continue
+        out.append((line, row))
+    return out
+
+
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh with axis ``"data"`` over ``devices`` (default: ``jax.local_devices()``)."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("data_mesh needs at least one device")
+    return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def shard_batch(batch: PyTree, mesh: Mesh, batch_spec: Any = None) -> PyTree:
+    """Places a host batch on ``mesh``, by default sharding every leaf along axis 0.
+
+    Args:
+        batch: pytree of arrays; with the default spec every leaf has shape ``(B, ...)``
+            with ``B`` divisible by the size of the mesh's ``"data"`` axis.
+        mesh: the mesh (see :func:`data_mesh`).
+        batch_spec: a ``PartitionSpec``, or a pytree prefix of ``batch`` with
+            ``PartitionSpec`` leaves (``P()`` replicates a leaf); default ``P("data")``.
+
+    Returns:
+        The batch as jax arrays with ``NamedSharding(mesh, spec)``.
+
+    Raises:
+        ValueError: if a sharded dimension is missing or not divisible by its mesh size.
+    """
+    spec_tree = P(DATA_AXIS) if batch_spec is None else batch_spec
+    try:  # broadcast the prefix to one spec per batch leaf
+        specs = jax.tree.map(lambda spec, sub: jax.tree.map(lambda _: spec, sub), spec_tree, batch,
+                             is_leaf=lambda x: isinstance(x, P))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"batch_spec {batch_spec!r} is not a pytree prefix of the batch: {e}") from e
+
+    def place(path, leaf, spec):
+        _check_divisible(path, np.shape(leaf), spec, mesh)
+        return jax.device_put(leaf, NamedSharding(mesh, spec))
+
+    return jax.tree_util.tree_map_with_path(place, batch, specs)
+
+
+def _check_divisible(path, shape: tuple[int, ...], spec: P, mesh: Mesh) -> None:
+    for dim, names in enumerate(spec):
+        if names is None:
+            continue
+        names = names if isinstance(names, tuple) else (names,)
+        size = math.prod(mesh.shape[name] for name in names)
+        where = f"batch leaf {jax.tree_util.keystr(path) or '<root>'} of shape {shape}"
+        if dim >= len(shape):
+            raise ValueError(f"{where} has no axis {dim} to shard with {spec}; give it a leading "
+                             f"batch axis or replicate it with batch_spec=P()")
+        if shape[dim] % size:
+            raise ValueError(
+                f"{where}: size {shape[dim]} of axis {dim} is not divisible by the {size} devices "
+                f"it is sharded over ({spec}); use a batch size that is a multiple of {size}")
+
+
+def _replicate_copy(tree: PyTree, sharding: NamedSharding) -> PyTree:
+    # A private copy, so donating it to the train step never deletes the caller's arrays.
+    return jax.device_put(tree, sharding, may_alias=False)
+
+
+def _key_data(key: jax.Array) -> np.ndarray:
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.asarray(key)
+
+
+def _abstract(tree: PyTree, sharding: NamedSharding) -> PyTree:
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def _host_finite(tree: PyTree) -> bool:
+    return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(tree)
+               if jnp.issubdtype(x.dtype, jnp.inexact))
+
+
+def _all_finite(tree: PyTree) -> jax.Array:
+    flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+             if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
+
+
+def _to_float(value: Any, what: str) -> float:
+    try:
+        return float(np.asarray(value))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} must be a scalar, got {value!r}") from e
+
+
+# --------------------------------------------------------------------------------------
+# The jitted step.
+
+
+class _StepOutput(NamedTuple):
+    loss: jax.Array  # () the step's loss
+    grad_norm: jax.Array  # () global gradient norm
+    finite: jax.Array  # (3,) bool: loss, gradients, updated params all finite
+
+
+def _train_step(params, opt_state, acc, batch, key, index, *, loss_fn, optimizer):
+    """One update; ``acc`` = {"count": () int32, "sums": {name: () float32}} of logged values."""
+    step_key = jax.random.fold_in(key, index)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, step_key)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    grad_norm = jnp.sqrt(sum(jnp.sum(jnp.abs(g.astype(jnp.float32)) ** 2) for g in jax.tree.leaves(grads)))
+    finite = jnp.stack([jnp.all(jnp.isfinite(loss)), _all_finite(grads), _all_finite(new_params)])
+    values = {"loss": loss, "grad_norm": grad_norm, **metrics}
+    acc = {
+        "count": acc["count"] + 1,
+        "sums": {k: acc["sums"][k] + jnp.asarray(v, jnp.float32) for k, v in values.items()},
+    }
+    return new_params, opt_state, acc, _StepOutput(loss, grad_norm, finite)
+
+
+def _metric_names(loss_fn: LossFn, params: PyTree, batch: PyTree, key: jax.Array) -> list[str]:
+    """Traces ``loss_fn`` abstractly and checks its output format; returns the metric names."""
+    out = jax.eval_shape(loss_fn, params, batch, key)
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
+        raise TypeError("loss_fn(params, batch, key) must return (loss, metrics) with metrics a dict "
+                        f"of scalars (possibly empty), got {out}")
+    loss, metrics = out
+    if getattr(loss, "shape", None) != ():
+        raise TypeError(f"loss_fn must return a scalar loss, got {loss}")
+    for name, value in metrics.items():
+        if not isinstance(name, str) or name in _RESERVED:
+            raise ValueError(f"metric name {name!r} is reserved or not a string; avoid {_RESERVED}")
+        if getattr(value, "shape", None) != ():
+            raise TypeError(f"metric {name!r} must be a scalar, got {value}")
+    return ["loss", "grad_norm", *metrics]
+
+
+def _zero_acc(names: Sequence[str]) -> dict[str, Any]:
+    return {"count": jnp.zeros((), jnp.int32), "sums": {k: jnp.zeros((), jnp.float32) for k in names}}
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints and the metrics log.
+
+
+class _Checkpoints:
+    """Thin wrapper of an orbax ``CheckpointManager`` with items "state" and "meta"."""
+
+    def __init__(self, directory: Path, config: TrainConfig):
+        self.directory = directory
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=config.max_to_keep,
+            create=True,
+            cleanup_tmp_directories=False,
+            enable_async_checkpointing=config.async_checkpointing,
+        )
+        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+        self._manager = ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def step_dir(self, step: int) -> Path:
+        return self.directory / str(step)
+
+    def restore(self, step: int, abstract_state: PyTree) -> tuple[PyTree, dict[str, Any]]:
+        step_dir = self.step_dir(step)
+        mismatch = self._structure_mismatch(step, abstract_state)
+        if mismatch:
+            raise CheckpointError(
+                f"The checkpoint of step {step} in {step_dir} was written for a different model, "
+                f"optimizer or select_metric: {mismatch}. Nothing was deleted or overwritten; use a "
+                f"new workdir (or restore the original settings) to train.", directory=step_dir)
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+            state, meta = restored["state"], restored["meta"]
+            if not isinstance(meta, dict) or meta.get("step") != step or not {"acc", "best"} <= set(meta):
+                raise ValueError(f"its metadata is not that of step {step} written by train(): {meta!r}")
+            if not _host_finite(state):
+                raise ValueError("it holds non-finite values")
+        except Exception as e:  # noqa: BLE001 -- any failure means the checkpoint is unusable.
+            detail = f"{type(e).__name__}: {e}"
+            if len(detail) > 600:
+                detail = detail[:600] + " ..."
+            raise CheckpointError(
+                f"Cannot restore the checkpoint of step {step} from {step_dir}: it is corrupt or "
+                f"unreadable, or was written for a different model, optimizer or select_metric "
+                f"(its structure must match). Cause: {detail}\nNothing was deleted or overwritten. "
+                f"To resume from an earlier checkpoint, move {step_dir} out of {self.directory}; "
+                f"to start afresh, use a new workdir.",
+                directory=step_dir) from e
+        return state, meta
+
+    def _structure_mismatch(self, step: int, abstract_state: PyTree) -> str:
+        """Compares the saved array metadata with the restore target; "" if they agree.
+
+        Best effort: if the metadata cannot be read, the restore itself reports the problem.
+        """
+        try:
+            saved = self._manager.item_metadata(step)["state"]
+            saved = _signatures(getattr(saved, "tree", saved))
+        except Exception:  # noqa: BLE001
+            return ""
+        if not saved:
+            return ""
+        expected = _signatures(abstract_state)
+        problems = [f"saved {path} is {saved[path]}, expected {expected[path]}" for path in expected
+                    if path in saved and saved[path] != expected[path]]
+        problems += [f"{path} is missing" for path in expected if path not in saved]
+        problems += [f"{path} is saved but not expected" for path in saved if path not in expected]
+        if len(problems) > 4:
+            problems = problems[:4] + [f"and {len(problems) - 4} more differences"]
+        return "; ".join(problems)
+
+    def save(self, step: int, state: PyTree, meta: dict[str, Any]) -> None:
+        if step in self._manager.all_steps():
+            raise CheckpointError(f"refusing to overwrite the existing checkpoint {self.step_dir(step)}",
+                                  directory=self.step_dir(step))
+        self._manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def _signatures(tree: PyTree) -> dict[str, str]:
+    """``{"params/w": "float32(3, 4)", ...}`` for the array leaves of a state or its metadata.
+
+    Path entries are normalized (dict keys, attributes and indices alike), as orbax's
+    metadata stores namedtuples as dicts; typed PRNG keys are described by their key data.
+    """
+
+    def entry(k):
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                return str(getattr(k, attr))
+        return str(k)
+
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
+        if shape is None or dtype is None:
+            continue
+        if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+            data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(shape, dtype))
+            shape, dtype = data.shape, data.dtype
+        out["/".join(entry(k) for k in path)] = f"{np.dtype(dtype).name}{tuple(shape)}"
+    return out
+
+
+class _MetricsLog:
+    """``metrics.jsonl`` (or memory only): drops rows beyond the resume step, then appends."""
+
+    def __init__(self, path: Path | None, resume_step: int):
+        self.rows: list[dict[str, Any]] = []
+        self._file = None
+        if path is None:
+            return
+        lines = _read_log_lines(path)
+        kept = [(line, row) for line, row in lines if row["step"] <= resume_step]
+        text = "".join(line + "\n" for line, _ in kept)
+        if path.exists() and path.read_text() != text:
+            _LOG.info("dropping %d log rows beyond step %d from %s",
+                      len(lines) - len(kept), resume_step, path)
+            _atomic_write_text(path, text)
+        self.rows = [row for _, row in kept]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a")
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self._file is not None:
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+# --------------------------------------------------------------------------------------
+# The loop.
+
+
+def train(
+    config: TrainConfig,
+    *,
+    loss_fn: LossFn,
+    params: PyTree,
+    optimizer: optax.GradientTransformation,
+    batch_fn: BatchFn,
+    key: jax.Array | int,
+    workdir: str | os.PathLike | None = None,
+    eval_fn: EvalFn | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    batch_spec: Any = None,
+) -> TrainResult:
+    """Trains ``params`` for ``config.num_steps`` updates, resuming from ``workdir`` if possible.
+
+    Args:
+        config: the run's schedule, see :class:`TrainConfig`.
+        loss_fn: ``(params, batch, key) -> (loss (), metrics {name: ()})``.
+        params: initial params (a pytree of float arrays); ignored when resuming. They are
+            copied, so the caller's arrays stay valid (the step donates its own copies).
+        optimizer: an optax gradient transformation (see :func:`make_optimizer`).
+        batch_fn: ``i -> batch`` for update ``i`` (0-based), a pure function of ``i``.
+        key: base PRNG key (or an int seed); keep it fixed across resumes.
+        workdir: directory for checkpoints and ``metrics.jsonl``; None: in memory only.
+        eval_fn: optional ``(params, key) -> {name: float}``.
+        devices: devices of the data-parallel mesh; default ``jax.local_devices()``.
+        batch_spec: ``PartitionSpec`` (or pytree prefix of them) for the batch; default
+            ``P("data")``, i.e. every leaf sharded along axis 0.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        TrainingDiverged: on the first step with a non-finite loss, gradient or parameter.
+        CheckpointError: if the latest checkpoint in ``workdir`` cannot be restored.
+        ValueError, TypeError: for inconsistent arguments (reported before any training).
+    """
+    if jax.process_count() > 1:
+        raise NotImplementedError("train() is single-process: it shards over local devices only")
+    if config.select_metric is not None and eval_fn is None:
+        raise ValueError(f"select_metric={config.select_metric!r} needs an eval_fn")
+    if config.checkpoint_every and workdir is None:
+        raise ValueError(f"checkpoint_every={config.checkpoint_every} needs a workdir")
+    if isinstance(key, (int, np.integer)):
+        key = jax.random.key(int(key))
+    workdir = None if workdir is None else Path(workdir)
+
+    mesh = data_mesh(devices)
+    replicated = NamedSharding(mesh, P())
+    key = jax.device_put(key, replicated)
+    train_key, eval_key = jax.random.split(key)
+    params = _replicate_copy(params, replicated)
+    opt_state = jax.jit(optimizer.init, out_shardings=replicated)(params)
+    select = config.select_metric is not None
+    best_params = None  # copy of the params of the best evaluation (select_metric only)
+    best = {"step": None, "metrics": {}}  # best evaluation (select) or last one (no select)
+    start, resumed_from, saved_acc = 0, None, None
+
+    ckpts = None
+    if workdir is not None and (config.checkpoint_every or (workdir / CHECKPOINT_SUBDIR).is_dir()):
+        ckpts = _Checkpoints(workdir / CHECKPOINT_SUBDIR, config)
+    log = None
+    pbar = None
+    succeeded = False
+    try:
+        # ---- Resume.
+        if ckpts is not None and (latest := ckpts.latest_step()) is not None:
+            target = {"params": params, "opt_state": opt_state, "key": key}
+            if select:
+                target["best_params"] = params
+            state, meta = ckpts.restore(latest, _abstract(target, replicated))
+            params, opt_state = state["params"], state["opt_state"]
+            best_params = state.get("best_params")
+            if not np.array_equal(_key_data(state["key"]), _key_data(key)):
+                warnings.warn(f"resuming {ckpts.step_dir(latest)} with a different key than the one it "
+                              "was trained with: the run will not match an uninterrupted one",
+                              stacklevel=2)
+            best = meta["best"]
+            saved_acc = meta["acc"]
+            start = resumed_from = latest
+            _LOG.info("resumed from %s", ckpts.step_dir(latest))
+        log = _MetricsLog(None if workdir is None else workdir / METRICS_FILE, start)
+
+        if start >= config.num_steps:
+            if start > config.num_steps:
+                warnings.warn(f"the checkpoint (step {start}) is beyond num_steps={config.num_steps}; "
+                              "returning it without training", stacklevel=2)
+            succeeded = True
+            return _result(params, opt_state, best_params, best, start, log.rows, 0.0, resumed_from)
+
+        # ---- Compile.
+        first_batch = shard_batch(batch_fn(start), mesh, batch_spec)
+        names = _metric_names(loss_fn, params, first_batch, train_key)
+        acc = _zero_acc(names)
+        if saved_acc is not None:
+            if sorted(saved_acc["sums"]) == sorted(names):
+                acc = {"count": jnp.asarray(saved_acc["count"], jnp.int32),
+                       "sums": {k: jnp.asarray(saved_acc["sums"][k], jnp.float32) for k in names}}
+            else:
+                warnings.warn(f"the checkpoint logs {sorted(saved_acc['sums'])} but loss_fn returns "
+                              f"{sorted(names)}: the first logged means after resuming are partial",
+                              stacklevel=2)
+        acc = jax.device_put(acc, replicated)
+        step_fn = jax.jit(functools.partial(_train_step, loss_fn=loss_fn, optimizer=optimizer),
+                          donate_argnums=(0, 1, 2), out_shardings=replicated)
+
+        def check(step: int, out: _StepOutput) -> None:
+            finite = np.asarray(out.finite)
+            if not finite.all():
+                _raise_diverged(step, out, finite, ckpts)
+
+        def evaluate(step: int) -> None:
+            nonlocal best_params
+            raw = eval_fn(params, jax.random.fold_in(eval_key, step))
+            metrics = {}
+            for name, value in raw.items():
+                if not isinstance(name, str) or name in ("step", "split", "wall_time"):
+                    raise ValueError(f"eval metric name {name!r} is reserved or not a string")
+                metrics[name] = _to_float(value, f"eval metric {name!r}")
+            log.append({"step": step, "split": "eval", **metrics, "wall_time": time.time()})
+            if not select:
+                best.update(step=step, metrics=metrics)
+                return
+            if config.select_metric not in metrics:
+                raise KeyError(f"select_metric {config.select_metric!r} is not among the eval metrics "
+                               f"{sorted(metrics)}")
+            value, current = metrics[config.select_metric], best["metrics"].get(config.select_metric)
+            if current is None or math.isnan(current):
+                better = not math.isnan(value)
+            else:
+                better = value < current if config.select_mode == "min" else value > current
+            if better:
+                best.update(step=step, metrics=metrics)
+                best_params = _replicate_copy(params, replicated)  # `params` is donated next step
+
+        def save(step: int) -> None:
+            state = {"params": params, "opt_state": opt_state, "key": key}
+            if select:  # before the first evaluation, the current params stand in for the best
+                state["best_params"] = params if best["step"] is None else best_params
+            count, sums = jax.device_get((acc["count"], acc["sums"]))
+            meta = {
+                "step": step,
+                "acc": {"count": int(count), "sums": {k: float(v) for k, v in sums.items()}},
+                "best": best,
+                "config": dataclasses.asdict(config),
+            }
+            # The meta is deep-copied as orbax may write it in the background. Arrays are copied
+            # to host inside save() (orbax's default), before the next step donates them.
+            ckpts.save(step, state, copy.deepcopy(meta))
+
+        # ---- Loop.
+        pbar = tqdm.tqdm(total=config.num_steps, initial=start, unit="step", dynamic_ncols=True,
+                         disable=None if config.progress else True, file=sys.stderr)
+        t_start = t_window = time.perf_counter()
+        t_first, window_start = None, start
+        pending: tuple[int, _StepOutput] | None = None
+        for index in range(start, config.num_steps):
+            batch = first_batch if index == start else shard_batch(batch_fn(index), mesh, batch_spec)
+            params, opt_state, acc, out = step_fn(params, opt_state, acc, batch, train_key, index)
+            if pending is not None:  # one step late: the device is busy with the step just sent
+                check(*pending)
+            step = index + 1
+            pending = (step, out)
+            if t_first is None:
+                jax.block_until_ready(out)
+                t_first = time.perf_counter()
+            pbar.update(1)
+            last = step == config.num_steps
+            do_log = last or step % config.log_every == 0
+            do_eval = eval_fn is not None and (last or (config.eval_every and step % config.eval_every == 0))
+            do_save = bool(ckpts is not None and config.checkpoint_every
+                           and (last or step % config.checkpoint_every == 0))
+            if not (do_log or do_eval or do_save):
+                continue
+            check(*pending)  # never log, evaluate or save a non-finite state
+            pending = None
+            if do_log:
+                count, sums = jax.device_get((acc["count"], acc["sums"]))
+                acc = jax.device_put(_zero_acc(names), replicated)
+                now = time.perf_counter()
+                rate = (step - window_start) / max(now - t_window, 1e-9)
+                t_window, window_start = now, step
+                means = {k: float(sums[k]) / max(int(count), 1) for k in names}
+                row = {"step": step, "split": "train", **means, "steps_per_sec": rate,
+                       "wall_time": time.time()}
+                log.append(row)
+                pbar.set_postfix(loss=f"{row['loss']:.4g}", steps_per_sec=f"{rate:.3g}", refresh=False)
+                _LOG.info("step %d: loss %.6g, grad_norm %.4g, %.3g steps/s", step, row["loss"],
+                          row["grad_norm"], rate)
+            if do_eval:
+                evaluate(step)
+            if do_save:
+                save(step)
+        t_end = time.perf_counter()
+        ran = config.num_steps - start
+        if ran > 1:
+            steps_per_second = (ran - 1) / max(t_end - t_first, 1e-9)
+        else:
+            steps_per_second = ran / max(t_end - t_start, 1e-9)
+        if ckpts is not None:
+            ckpts.wait()
+        succeeded = True
+        return _result(params, opt_state, best_params, best, config.num_steps, log.rows,
+                       steps_per_second, resumed_from)
+    finally:
+        if pbar is not None:
+            pbar.close()
+        if log is not None:
+            log.close()
+        if ckpts is not None:
+            try:
+                ckpts.close()  # waits for an asynchronous save: the last good checkpoint is complete
+            except Exception:
+                if succeeded:
+                    raise
+                _LOG.exception("closing the checkpoint manager failed (while handling another error)")
+
+
+def _result(params, opt_state, best_params, best, step, rows, steps_per_second, resumed_from):
+    if best_params is None or best["step"] is None:
+        best_params = params
+    return TrainResult(
+        params=params,
+        opt_state=opt_state,
+        best_params=best_params,
+        best_metrics=dict(best["metrics"]),
+        best_step=step if best["step"] is None else best["step"],
+        step=step,
+        history=list(rows),
+        steps_per_second=steps_per_second,
+        resumed_from=resumed_from,
+    )
+
+
+def _raise_diverged(step: int, out: _StepOutput, finite: np.ndarray, ckpts: _Checkpoints | None):
+    quantity = _QUANTITIES[int(np.argmin(finite))]
+    loss, grad_norm = (float(v) for v in jax.device_get((out.loss, out.grad_norm)))
+    last = None
+    if ckpts is not None:
+        ckpts.wait()
+        latest = ckpts.latest_step()
+        last = None if latest is None else ckpts.step_dir(latest)
+    where = (f"The last good checkpoint, {last}, is kept; call train again with the same workdir "
+             f"(e.g. with a smaller learning rate) to resume from it." if last is not None
+             else "No checkpoint was saved before it.")
+    raise TrainingDiverged(
+        f"Training diverged at step {step} (update {step - 1}, batch_fn({step - 1})): non-finite "
+        f"{quantity} (loss={loss:.6g}, grad_norm={grad_norm:.6g}). Stopped without saving it. {where}",
+        step=step, quantity=quantity, last_checkpoint=last)
