@@ -182,6 +182,7 @@ def act_on_field(g: jax.Array, field: jax.Array) -> jax.Array:
     Returns:
         [L, L, ...], same dtype.
     """
+    field = jnp.asarray(field)
     L = _check_square(field, (0, 1), "act_on_field")
     src = _source_sites(g, L)
     return field[src[..., 0], src[..., 1]]
@@ -199,6 +200,7 @@ def act_on_lifted(g: jax.Array, field: jax.Array) -> jax.Array:
     Returns:
         [8, L, L, ...].
     """
+    field = jnp.asarray(field)
     if field.ndim < 3 or field.shape[0] != 8:
         raise ValueError(f"act_on_lifted: expected a lifted field of shape (8, L, L, ...), got {field.shape}")
     L = _check_square(field, (1, 2), "act_on_lifted")
