@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 
+from sympe_jax import checks
+
 GraphsTuple = jraph.GraphsTuple
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "node_graph_index",
     "local_node_index",
     "to_dense",
+    "nodes_to_dense",
+    "dense_to_nodes",
     "segment_sum",
     "segment_mean",
     "aggregate",
@@ -171,6 +175,86 @@ def to_dense(graph: GraphsTuple, n_max: int, edge_values: jax.Array | None = Non
     rows = jnp.where(emask, local[graph.senders], n_max)
     adj = adj.at[g_of_edge, rows, local[graph.receivers]].add(vals, mode="drop")
     return adj, mask
+
+
+def _dense_slots(graph: GraphsTuple, n_max: int, num_graphs: int | None) -> tuple[jax.Array, jax.Array, jax.Array, int]:
+    """Per node slot: dense row (graph), dense column (local index), whether it has a dense slot."""
+    if n_max < 1:
+        raise ValueError(f"n_max must be a positive int, got {n_max}")
+    # jraph's masks index n_node with a traced count: NumPy n_node closed over under jit fails.
+    graph = graph._replace(n_node=jnp.asarray(graph.n_node), n_edge=jnp.asarray(graph.n_edge))
+    n_graph = graph.n_node.shape[0]
+    num_graphs = n_graph if num_graphs is None else int(num_graphs)
+    if not 0 < num_graphs <= n_graph:
+        raise ValueError(f"num_graphs must lie in 1..{n_graph} (graphs in the batch), got {num_graphs}")
+    real_graph = graph_mask(graph)
+    too_big = real_graph & (graph.n_node > n_max)
+    checks.check_value(~jnp.any(too_big), "a graph has {} nodes, more than n_max = " + str(n_max),
+                       jnp.max(jnp.where(real_graph, graph.n_node, 0)))
+    dropped = real_graph & (jnp.arange(n_graph) >= num_graphs)
+    checks.check_value(~jnp.any(dropped), "num_graphs = " + str(num_graphs)
+                       + " would drop real graphs: the batch has {} real graphs", jnp.sum(real_graph))
+    seg = node_graph_index(graph)
+    local = local_node_index(graph)
+    has_slot = node_mask(graph) & (seg < num_graphs) & (local < n_max)
+    return seg, local, has_slot, num_graphs
+
+
+def nodes_to_dense(graph: GraphsTuple, values: jax.Array, n_max: int,
+                   num_graphs: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """Scatter per-node values of a padded batch into dense per-graph blocks.
+
+    Node ``k`` of graph ``b`` (in node-slot order) goes to ``dense[b, k]``; padding nodes are
+    dropped and empty slots are 0. Inverse of :func:`dense_to_nodes` on real nodes.
+
+    Args:
+      graph: a batch padded with :func:`pad` (its last graph is taken as padding, as by all
+        the masks of this module); every real graph has at most ``n_max`` nodes.
+      values: [N, ...] per node slot.
+      n_max: static size of the dense blocks.
+      num_graphs: static number of leading graphs to keep (default: all G graph slots, the
+        padding graph giving an all-False block). Pass the batch size to drop the trailing
+        padding graph(s); real graphs must not be dropped.
+    Returns:
+      dense [num_graphs, n_max, ...] (dtype of ``values``) and mask bool[num_graphs, n_max].
+    Raises:
+      ValueError: a real graph has more than ``n_max`` nodes, or ``num_graphs`` would drop a
+        real graph (eagerly; under ``jit`` a checkify check, see :mod:`sympe_jax.checks`).
+    """
+    values = jnp.asarray(values)
+    leaves = jax.tree_util.tree_leaves(graph.nodes)
+    n = leaves[0].shape[0] if leaves else values.shape[0]
+    if values.ndim < 1 or values.shape[0] != n:
+        raise ValueError(f"values must have shape [{n}, ...] (one row per node slot), got {values.shape}")
+    seg, local, has_slot, num_graphs = _dense_slots(graph._replace(nodes=values), n_max, num_graphs)
+    rows = jnp.where(has_slot, seg, num_graphs)  # out of range: dropped
+    dense = jnp.zeros((num_graphs, n_max) + values.shape[1:], values.dtype)
+    dense = dense.at[rows, local].set(values, mode="drop")
+    mask = jnp.zeros((num_graphs, n_max), bool).at[rows, local].set(True, mode="drop")
+    return dense, mask
+
+
+def dense_to_nodes(graph: GraphsTuple, dense: jax.Array) -> jax.Array:
+    """Gather dense per-graph values ``[B, n_max, ...]`` back to node slots ``[N, ...]``.
+
+    Node ``k`` of graph ``b`` gets ``dense[b, k]``; padding nodes (and nodes of graphs beyond
+    the first ``B``) get 0. Use it to feed encodings computed on dense graphs (Laplacian
+    eigenvectors, SymPE ``v[rank]``) to a message-passing network as node channels.
+
+    Args:
+      graph: a batch padded with :func:`pad`; real graphs have at most ``n_max`` nodes. Its
+        ``nodes`` give the number N of node slots (if None, ``n_node`` must be concrete).
+      dense: [B, n_max, ...] with ``B`` at least the number of real graphs.
+    Returns:
+      [N, ...] node values.
+    """
+    dense = jnp.asarray(dense)
+    if dense.ndim < 2:
+        raise ValueError(f"dense must have shape [B, n_max, ...], got {dense.shape}")
+    num_graphs, n_max = dense.shape[:2]
+    seg, local, has_slot, _ = _dense_slots(graph, n_max, num_graphs)
+    out = dense[jnp.where(has_slot, seg, 0), jnp.where(has_slot, local, 0)]
+    return jnp.where(has_slot.reshape(has_slot.shape + (1,) * (dense.ndim - 2)), out, 0)
 
 
 def segment_sum(data: jax.Array, segment_ids: jax.Array, num_segments: int) -> jax.Array:
