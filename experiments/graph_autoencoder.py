@@ -27,14 +27,13 @@ the test set and reported beside the ``none`` row.
     python experiments/graph_autoencoder.py --preset paper   # the benchmark's budget, accelerator
     python experiments/graph_autoencoder.py --preset cpu --rows sympe,none --seeds 0 --num-steps 2000
 
-Runs checkpoint under runs/graph_autoencoder/<preset>/<row>_seed<k>/ and resume; finished runs
+Runs checkpoint under runs/graph_autoencoder/<preset>-<config hash>/<row>_seed<k>/ and resume; finished runs
 (result file with the same config) are skipped. Writes results/graph_autoencoder/*.json and
 results/graph_autoencoder/reconstructions.png, learning_curves.png.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import pathlib
@@ -52,6 +51,8 @@ from sympe_jax import automorphisms, canonicalize, encodings, features, graphs
 from sympe_jax import train as training
 from sympe_jax.data import erdos_renyi
 from sympe_jax.nn import gnn
+
+import common  # experiments/common.py
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROWS = ("none", "noise", "randperm", "laplacian", "sympe_decoder", "sympe", "exact")
@@ -75,7 +76,7 @@ class Config:
     num_test: int = 500
     n_max: int = 16
     batch_size: int = 16
-    num_steps: int = 12000
+    num_steps: int = 8000
     learning_rate: float = 1e-3
     warmup_steps: int = 300
     clip_norm: float = 1.0
@@ -84,7 +85,7 @@ class Config:
     num_layers: int = 4
     pe_features: int = 8
     atol: float = 1e-5
-    eval_every: int = 1000
+    eval_every: int = 500
     checkpoint_every: int = 2000
 
 
@@ -202,6 +203,7 @@ def showcase_graphs(test_adjs) -> dict[str, np.ndarray]:
             "ER test graph": np.asarray(test_adjs[0], np.uint8)}
 
 
+
 # ----------------------------------------------------------------------------- one run
 
 
@@ -262,7 +264,7 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict
                                 select_metric="val_bce", select_mode="min")
     optimizer = training.make_optimizer(cfg.learning_rate, cfg.num_steps, warmup_steps=cfg.warmup_steps,
                                         clip_norm=cfg.clip_norm)
-    workdir = ROOT / "runs" / "graph_autoencoder" / cfg.preset / f"{row}_seed{seed}"
+    workdir = ROOT / "runs" / "graph_autoencoder" / common.run_dir_name(cfg) / f"{row}_seed{seed}"
     print(f"[{row} seed {seed}] training {cfg.num_steps} steps ({workdir.relative_to(ROOT)})", flush=True)
     t0 = time.time()
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
@@ -389,31 +391,7 @@ def plot(records: list[dict], cfg: Config, out_dir: pathlib.Path) -> None:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--force", action="store_true")
-    for field in dataclasses.fields(Config):
-        if field.name == "preset":
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        if field.type.startswith("tuple"):
-            parser.add_argument(flag, type=str, default=None, help="comma-separated")
-        else:
-            parser.add_argument(flag, type=eval(field.type), default=None)
-    args = parser.parse_args(argv)
-    overrides = {}
-    for field in dataclasses.fields(Config):
-        value = getattr(args, field.name, None)
-        if field.name == "preset" or value is None:
-            continue
-        if field.type.startswith("tuple"):
-            conv = str if "str" in field.type else int
-            value = tuple(conv(v) for v in value.split(","))
-        overrides[field.name] = value
-    cfg = dataclasses.replace(PRESETS[args.preset], **overrides)
-    bad = set(cfg.rows) - set(ROWS)
-    if bad:
-        parser.error(f"unknown rows {sorted(bad)}; choose from {ROWS}")
+    cfg, args = common.parse_config(Config, PRESETS, argv, doc=__doc__, choices={"rows": ROWS})
     return cfg, args
 
 

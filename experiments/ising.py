@@ -17,7 +17,7 @@ a (J_x, J_y) grid at fixed h, drawn beside the true phase diagram.
     python experiments/ising.py --preset paper                 # L = 16, for an accelerator
     python experiments/ising.py --preset cpu --num-steps 300 --seeds 0   # override any field
 
-Runs are checkpointed under runs/ising/<preset>/<method>_seed<k>/ and resume where they stopped;
+Runs are checkpointed under runs/ising/<preset>-<config hash>/<method>_seed<k>/ and resume where they stopped;
 a run whose result file exists is not trained again (--force retrains). Writes
 results/ising/<preset>_<method>_seed<k>.json, results/ising/summary.json and
 results/ising/phase_diagram.png.
@@ -25,11 +25,11 @@ results/ising/phase_diagram.png.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import pathlib
 import platform
+import shutil
 import sys
 import time
 
@@ -41,6 +41,8 @@ from sympe_jax import train as training
 from sympe_jax.data import ising
 from sympe_jax.nn.lattice_models import METHODS, LatticeModel
 
+import common  # experiments/common.py
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LABELS = {"none": "G-CNN, no symmetry breaking", "noise": "G-CNN + Gaussian noise",
           "cnn": "CNN + learned positional map (not equivariant)", "sympe": "G-CNN + SymPE"}
@@ -50,11 +52,11 @@ LABELS = {"none": "G-CNN, no symmetry breaking", "noise": "G-CNN + Gaussian nois
 class Config:
     preset: str = "cpu"
     L: int = 8
-    features: tuple[int, ...] = (8, 8, 8)
+    features: tuple[int, ...] = (12, 12, 12)
     scorer_features: tuple[int, ...] = (4,)
     pe_features: int = 4
     batch_size: int = 16
-    num_steps: int = 1500
+    num_steps: int = 2500
     learning_rate: float = 3e-3
     warmup_steps: int = 100
     clip_norm: float = 1.0
@@ -70,6 +72,8 @@ class Config:
 
 PRESETS = {
     "cpu": Config(),
+    "demo": Config(preset="demo", num_steps=400, warmup_steps=50, methods=("none", "sympe"), seeds=(0,),
+                   num_eval=256, grid_n=9, checkpoint_every=200),
     "paper": Config(preset="paper", L=16, features=(32, 32, 32, 32, 32, 32), scorer_features=(8, 8),
                     pe_features=8, batch_size=64, num_steps=20000, learning_rate=3e-3, warmup_steps=500,
                     num_eval=2048, grid_n=49, checkpoint_every=2000),
@@ -87,6 +91,7 @@ def sample_train_params(rng: np.random.Generator, n: int, plane_fraction: float)
     jy = np.where(plane, rng.uniform(-3, 3, n), jy)
     h = rng.uniform(0, 2, n)
     return tuple(a.astype(np.float32) for a in (jx, jy, h))
+
 
 
 def make_model(cfg: Config, method: str) -> LatticeModel:
@@ -167,7 +172,9 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False) -> dict:
                                 checkpoint_every=cfg.checkpoint_every, log_every=50, progress=True)
     optimizer = training.make_optimizer(cfg.learning_rate, cfg.num_steps, warmup_steps=cfg.warmup_steps,
                                         clip_norm=cfg.clip_norm)
-    workdir = ROOT / "runs" / "ising" / cfg.preset / f"{method}_seed{seed}"
+    workdir = ROOT / "runs" / "ising" / common.run_dir_name(cfg) / f"{method}_seed{seed}"
+    if force and workdir.exists():
+        shutil.rmtree(workdir)  # --force: retrain from scratch, not resume
     print(f"[{method} seed {seed}] training {cfg.num_steps} steps (workdir {workdir.relative_to(ROOT)})", flush=True)
     t0 = time.time()
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
@@ -246,35 +253,10 @@ def plot_phase_diagram(records: list[dict], methods: tuple[str, ...], path: path
     plt.close(fig)
 
 
-def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--force", action="store_true", help="retrain even if a result file exists")
-    for field in dataclasses.fields(Config):
-        if field.name == "preset":
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        if field.type.startswith("tuple"):
-            parser.add_argument(flag, type=str, default=None, help=f"comma-separated ({field.name})")
-        else:
-            parser.add_argument(flag, type=eval(field.type), default=None)
-    args = parser.parse_args(argv)
-    cfg = PRESETS[args.preset]
-    overrides = {}
-    for field in dataclasses.fields(Config):
-        value = getattr(args, field.name, None)
-        if field.name == "preset" or value is None:
-            continue
-        if field.type.startswith("tuple"):
-            conv = str if "str" in field.type else int
-            value = tuple(conv(v) for v in value.split(","))
-        overrides[field.name] = value
-    cfg = dataclasses.replace(cfg, **overrides)
-    bad = set(cfg.methods) - set(METHODS)
-    if bad:
-        parser.error(f"unknown methods {sorted(bad)}; choose from {METHODS}")
+def parse_args(argv=None):
+    cfg, args = common.parse_config(Config, PRESETS, argv, doc=__doc__, choices={"methods": METHODS})
     if cfg.L % 2:
-        parser.error("L must be even (odd L frustrates antiferromagnetic couplings)")
+        raise SystemExit("L must be even (odd L frustrates antiferromagnetic couplings)")
     return cfg, args
 
 

@@ -1,0 +1,49 @@
+"""What every experiment script shares: config presets on the command line, run directories."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from typing import Any, Mapping
+
+
+def run_dir_name(cfg: Any) -> str:
+    """``<preset>-<hash of the config>``: runs of different configs never share checkpoints."""
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:8]
+    return f"{cfg.preset}-{digest}"
+
+
+def parse_config(config_cls: type, presets: Mapping[str, Any], argv=None, *, doc: str | None = None,
+                 choices: Mapping[str, tuple[str, ...]] | None = None) -> tuple[Any, argparse.Namespace]:
+    """``--preset NAME`` plus one ``--field-name VALUE`` flag per config field (tuples comma-separated).
+
+    ``choices`` maps tuple fields to their allowed values (checked with a clear error).
+    """
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(presets), default=next(iter(presets)))
+    parser.add_argument("--force", action="store_true", help="retrain even if a result file exists")
+    fields = [f for f in dataclasses.fields(config_cls) if f.name != "preset"]
+    for field in fields:
+        flag = "--" + field.name.replace("_", "-")
+        if field.type.startswith("tuple"):
+            parser.add_argument(flag, type=str, default=None, help=f"comma-separated {field.name}")
+        else:
+            parser.add_argument(flag, type={"int": int, "float": float, "str": str}[field.type], default=None)
+    args = parser.parse_args(argv)
+    overrides = {}
+    for field in fields:
+        value = getattr(args, field.name)
+        if value is None:
+            continue
+        if field.type.startswith("tuple"):
+            conv = str if "str" in field.type else int
+            value = tuple(conv(v) for v in value.split(","))
+        overrides[field.name] = value
+    cfg = dataclasses.replace(presets[args.preset], **overrides)
+    for name, allowed in (choices or {}).items():
+        bad = set(getattr(cfg, name)) - set(allowed)
+        if bad:
+            parser.error(f"unknown {name} {sorted(bad)}; choose from {allowed}")
+    return cfg, args
