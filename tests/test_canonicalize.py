@@ -210,3 +210,15 @@ class JitVmapTest(chex.TestCase):
         batched = self.variant(jax.vmap(lambda k: sp.argmax_element(k, scores)))(keys)
         for b in range(5):
             assert int(batched[b]) == int(sp.argmax_element(keys[b], scores))
+
+
+def test_argmax_uniform_across_blocks_of_a_long_score_vector():
+    # 1000 entries span 8 blocks of the two-level search; candidates sit in several blocks
+    rng = np.random.default_rng(3)
+    scores = jnp.asarray(rng.integers(0, 60, size=1000), jnp.float32)
+    cand = np.flatnonzero(np.asarray(scores) == float(scores.max()))
+    assert len(np.unique(cand // 128)) > 3
+    keys = jax.random.split(jax.random.key(4), 400 * len(cand))
+    idx = np.asarray(jax.jit(jax.vmap(lambda k: sp.argmax_element(k, scores)))(keys))
+    assert set(idx) == set(cand)
+    assert _chi2_uniform([np.sum(idx == c) for c in cand]) > 1e-3
