@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from sympe_jax.groups import lattice as P
 
-SETTINGS = settings(deadline=None, max_examples=20)
+SETTINGS = settings(deadline=None, max_examples=12)
 
 
 @SETTINGS

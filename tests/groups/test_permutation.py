@@ -10,7 +10,7 @@ from sympe_jax import graphs
 from sympe_jax.groups import permutation as P
 from sympe_jax.testing import chi2_homogeneity
 
-SETTINGS = settings(deadline=None, max_examples=25)
+SETTINGS = settings(deadline=None, max_examples=12)
 
 
 def _perm(rng, n):
