@@ -137,20 +137,27 @@ def _slope(xs, ys) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else (f"{x:.0f}x" if x >= 10 else f"{x:.2g}x")
+
+
 def _markdown(result: dict) -> str:
+    load = ", ".join(f"{x:.1f}" for x in result["load_average"])
     lines = [f"Batch of {result['sort'][0]['batch']} graphs, jit+vmap, {result['machine']}; medians of "
-             f"{result['reps']} runs. Command: `{result['command']}`.", "",
+             f"{result['reps']} runs; load average before the run {load} (other work on the 2 cores inflates "
+             f"all columns; compare within a row). Command: `{result['command']}`. Speed-ups above 1x mean "
+             "sort_permutation / argmax_element is faster.", "",
              "| n | sort_permutation (ms) | plain argsort (ms) | NumPy loop (ms) | exact kernel, pynauty (ms) | vs NumPy | vs exact |",
              "|---|---|---|---|---|---|---|"]
     for r in result["sort"]:
         exact = "-" if r["exact_kernel_ms_per_batch"] is None else f"{r['exact_kernel_ms_per_batch']:.0f}"
-        vs_exact = "-" if r["speedup_vs_exact"] is None else f"{r['speedup_vs_exact']:.0f}x"
+        vs_exact = _ratio(r["speedup_vs_exact"])
         lines.append(f"| {r['n']} | {r['sort_permutation_ms']:.2f} | {r['plain_argsort_ms']:.2f} | "
-                     f"{r['numpy_loop_ms']:.1f} | {exact} | {r['speedup_vs_numpy']:.0f}x | {vs_exact} |")
+                     f"{r['numpy_loop_ms']:.1f} | {exact} | {_ratio(r['speedup_vs_numpy'])} | {vs_exact} |")
     lines += ["", f"Time grows as n^{result['sort_time_slope']:.2f} (sort_permutation) vs n^{result['numpy_time_slope']:.2f} (NumPy loop).",
               "", "| L | group order | argmax_element (ms) | NumPy loop (ms) | vs NumPy |", "|---|---|---|---|---|"]
     for r in result["argmax"]:
-        lines.append(f"| {r['L']} | {r['group_order']} | {r['argmax_element_ms']:.2f} | {r['numpy_loop_ms']:.1f} | {r['speedup_vs_numpy']:.0f}x |")
+        lines.append(f"| {r['L']} | {r['group_order']} | {r['argmax_element_ms']:.2f} | {r['numpy_loop_ms']:.1f} | {_ratio(r['speedup_vs_numpy'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -164,14 +171,15 @@ def main(argv=None) -> int:
         sizes, lsizes, batch, reps, exact = [16, 64], [8], 64, 3, {16: 8, 64: 4}
     else:
         sizes, lsizes, batch, reps, exact = [16, 64, 256, 1024], [8, 16, 32], 1024, args.reps, {16: 256, 64: 64, 256: 16, 1024: 4}
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cores")
+    load_average = os.getloadavg()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cores, load {load_average}")
     sort_rows = bench_sort(sizes, batch, reps, exact)
     argmax_rows = bench_argmax(lsizes, batch, reps)
     result = {
         "command": "python benchmarks/canonicalization.py" + (" --quick" if args.quick else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform})",
         "env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "OPENBLAS_CORETYPE", "XLA_FLAGS")},
-        "reps": reps, "atol": ATOL, "sort": sort_rows, "argmax": argmax_rows,
+        "reps": reps, "atol": ATOL, "load_average": list(load_average), "sort": sort_rows, "argmax": argmax_rows,
         "sort_time_slope": _slope([r["n"] for r in sort_rows], [r["sort_permutation_ms"] for r in sort_rows]),
         "numpy_time_slope": _slope([r["n"] for r in sort_rows], [r["numpy_loop_ms"] for r in sort_rows]),
         "date": time.strftime("%Y-%m-%d"),
