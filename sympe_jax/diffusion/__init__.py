@@ -14,10 +14,11 @@ Modules (each small, named after what it holds):
 * :mod:`.sampling`: node counts and the reverse step.
 * :mod:`.denoiser`: the denoiser interface and DiGress's transformer denoiser.
 * :mod:`.digress`: :class:`DiGress`: ``training_loss``, ``nll``, ``sample``.
+* :mod:`.sympe`: denoisers with symmetry breaking (SymPE node/edge channels, Gaussian noise).
 """
 
 from sympe_jax.diffusion import (dense, denoiser, digress, extra_features, likelihood, loss, noise, posterior,
-                                 qm9_reference, sampling, schedule, transitions)
+                                 qm9_reference, sampling, schedule, sympe, transitions)
 from sympe_jax.diffusion.dense import DenseGraphs
 from sympe_jax.diffusion.denoiser import Denoiser, TransformerDenoiser
 from sympe_jax.diffusion.digress import DiffusionConfig, DiGress
@@ -46,5 +47,6 @@ __all__ = [
     "qm9_reference",
     "sampling",
     "schedule",
+    "sympe",
     "transitions",
 ]
