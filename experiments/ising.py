@@ -52,7 +52,7 @@ LABELS = {"none": "G-CNN, no symmetry breaking", "noise": "G-CNN + Gaussian nois
 class Config:
     preset: str = "cpu"
     L: int = 8
-    features: tuple[int, ...] = (12, 12, 12)
+    features: tuple[int, ...] = (8, 8, 8)
     scorer_features: tuple[int, ...] = (4,)
     pe_features: int = 4
     batch_size: int = 16
