@@ -24,6 +24,8 @@ def parse_config(config_cls: type, presets: Mapping[str, Any], argv=None, *, doc
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(presets), default=next(iter(presets)))
     parser.add_argument("--force", action="store_true", help="retrain even if a result file exists")
+    parser.add_argument("--summarize-only", action="store_true",
+                        help="train nothing: summarize the result files of this config that exist")
     fields = [f for f in dataclasses.fields(config_cls) if f.name != "preset"]
     for field in fields:
         flag = "--" + field.name.replace("_", "-")
@@ -47,3 +49,22 @@ def parse_config(config_cls: type, presets: Mapping[str, Any], argv=None, *, doc
         if bad:
             parser.error(f"unknown {name} {sorted(bad)}; choose from {allowed}")
     return cfg, args
+
+
+def existing_records(results_dir, cfg: Any, names: tuple[str, ...], field: str) -> list[dict]:
+    """Per-run result files ``<preset>_<name>_seed<k>.json`` written with exactly this config.
+
+    ``field`` is the record key holding the name (``"row"`` or ``"method"``).
+    """
+    import pathlib
+
+    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    out = []
+    for seed in cfg.seeds:
+        for name in names:
+            path = pathlib.Path(results_dir) / f"{cfg.preset}_{name}_seed{seed}.json"
+            if path.exists():
+                record = json.loads(path.read_text())
+                if record.get("config") == cfg_dict and record.get(field) == name:
+                    out.append(record)
+    return out
