@@ -10,7 +10,7 @@ gap (a few minutes on 2 CPU cores). Writes ``results/demo.json``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import pathlib
 import sys
@@ -92,9 +92,7 @@ def lattice_part(key: jax.Array, L: int = 4) -> dict:
 def training_part() -> list[dict]:
     """Train the Ising G-CNN with and without SymPE (experiments/ising.py, preset "demo")."""
     sys.path.insert(0, str(ROOT / "experiments"))
-    spec = importlib.util.spec_from_file_location("ising_experiment", ROOT / "experiments" / "ising.py")
-    ising_exp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ising_exp)
+    ising_exp = importlib.import_module("ising")  # experiments/ising.py
     cfg = ising_exp.PRESETS["demo"]
     rows = []
     for method in cfg.methods:
