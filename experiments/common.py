@@ -68,3 +68,11 @@ def existing_records(results_dir, cfg: Any, names: tuple[str, ...], field: str) 
                 if record.get("config") == cfg_dict and record.get(field) == name:
                     out.append(record)
     return out
+
+
+def lowest_seed_records(records: list[dict], field: str) -> dict[str, dict]:
+    """For each row/method name (``record[field]``), its record with the lowest seed (for figures)."""
+    out: dict[str, dict] = {}
+    for record in sorted(records, key=lambda r: -r["seed"]):
+        out[record[field]] = record
+    return out

@@ -422,9 +422,7 @@ def plot_samples(records: list[dict], cfg: Config, path: pathlib.Path) -> None:
     from rdkit import Chem
     from rdkit.Chem import Draw
 
-    first = {}
-    for r in sorted(records, key=lambda r: -r["seed"]):
-        first[r["row"]] = r
+    first = common.lowest_seed_records(records, "row")
     rows = [row for row in cfg.rows if row in first]
     per_row = 6
     fig, axes = plt.subplots(len(rows), 1, figsize=(12, 4.4 * len(rows) * math.ceil(cfg.num_draw / per_row) / 2),

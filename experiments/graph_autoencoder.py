@@ -341,9 +341,7 @@ def plot(records: list[dict], cfg: Config, out_dir: pathlib.Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first = {}
-    for r in sorted(records, key=lambda r: -r["seed"]):
-        first[r["row"]] = r
+    first = common.lowest_seed_records(records, "row")
     rows = [r for r in cfg.rows if r in first]
     names = list(next(iter(first.values()))["showcase"])
     fig, axes = plt.subplots(len(names), len(rows) + 1, figsize=(2.2 * (len(rows) + 1), 2.3 * len(names)))

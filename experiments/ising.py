@@ -231,7 +231,7 @@ def plot_phase_diagram(records: list[dict], methods: tuple[str, ...], path: path
 
     colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#bbbbbb"]
     cmap = ListedColormap(colors)
-    first = {r["method"]: r for r in sorted(records, key=lambda r: r["seed"])[::-1]}
+    first = common.lowest_seed_records(records, "method")
     ref = next(iter(first.values()))["grid"]
     panels = [("true ground state", ref["phase_true"])] + [
         (f"{LABELS[m]}\n(solved {first[m]['grid']['solved_argmax']:.0%})", first[m]["grid"]["phase_argmax"])
