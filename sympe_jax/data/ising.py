@@ -285,6 +285,17 @@ def _energy_formula(m: jax.Array, bonds: jax.Array, h: jax.Array) -> jax.Array:
     return -jnp.sum(per_site, axis=(-2, -1)) / (L * L)
 
 
+def _checked_energy(values: jax.Array, bonds, h, what: str) -> jax.Array:
+    """Validate (spins or means, bonds, h) for ``what`` and evaluate the energy formula."""
+    bonds, h = jnp.asarray(bonds), jnp.asarray(h)
+    L = _spin_lattice(values, what)
+    _check_bonds(bonds, L, what)
+    _check_field(h, L, what)
+    _check_finite("bonds", bonds)
+    _check_finite("h", h)
+    return _energy_formula(values, bonds, h)
+
+
 def energy(spins: jax.Array, bonds: jax.Array, h=0.0) -> jax.Array:
     """Energy per site of a spin configuration, each bond counted once.
 
@@ -303,13 +314,7 @@ def energy(spins: jax.Array, bonds: jax.Array, h=0.0) -> jax.Array:
     spins = jnp.asarray(spins)
     if not jnp.issubdtype(spins.dtype, jnp.floating):
         spins = spins.astype(jnp.float32)
-    bonds, h = jnp.asarray(bonds), jnp.asarray(h)
-    L = _spin_lattice(spins, "energy")
-    _check_bonds(bonds, L, "energy")
-    _check_field(h, L, "energy")
-    _check_finite("bonds", bonds)
-    _check_finite("h", h)
-    return _energy_formula(spins, bonds, h)
+    return _checked_energy(spins, bonds, h, "energy")
 
 
 def energy_const(spins: jax.Array, jx, jy, h=0.0) -> jax.Array:
@@ -341,13 +346,7 @@ def expected_energy(m: jax.Array, bonds: jax.Array, h=0.0) -> jax.Array:
     Returns:
         float[...] expected energy per site.
     """
-    m, bonds, h = jnp.asarray(m), jnp.asarray(bonds), jnp.asarray(h)
-    L = _spin_lattice(m, "expected_energy")
-    _check_bonds(bonds, L, "expected_energy")
-    _check_field(h, L, "expected_energy")
-    _check_finite("bonds", bonds)
-    _check_finite("h", h)
-    return _energy_formula(m, bonds, h)
+    return _checked_energy(jnp.asarray(m), bonds, h, "expected_energy")
 
 
 def mean_from_logits(logits: jax.Array) -> jax.Array:
