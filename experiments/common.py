@@ -9,9 +9,25 @@ import json
 from typing import Any, Mapping
 
 
+# Fields that choose which runs to do, not how one run goes: adding a seed or a row (or reordering
+# them) must neither retrain nor orphan the runs already done.
+SELECTION_FIELDS = ("rows", "methods", "seeds")
+
+
+def run_config(cfg: Any) -> dict:
+    """The config as JSON data, without the selection fields: what identifies one run."""
+    data = json.loads(json.dumps(dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg))
+    return {k: v for k, v in data.items() if k not in SELECTION_FIELDS}
+
+
+def same_run_config(recorded: Any, cfg: Any) -> bool:
+    """Whether a result file's recorded config describes a run of ``cfg`` (selection fields aside)."""
+    return isinstance(recorded, dict) and run_config(recorded) == run_config(cfg)
+
+
 def run_dir_name(cfg: Any) -> str:
-    """``<preset>-<hash of the config>``: runs of different configs never share checkpoints."""
-    digest = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:8]
+    """``<preset>-<hash of the run config>``: runs of different configs never share checkpoints."""
+    digest = hashlib.sha256(json.dumps(run_config(cfg), sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.preset}-{digest}"
 
 
@@ -58,14 +74,13 @@ def existing_records(results_dir, cfg: Any, names: tuple[str, ...], field: str) 
     """
     import pathlib
 
-    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
     out = []
     for seed in cfg.seeds:
         for name in names:
             path = pathlib.Path(results_dir) / f"{cfg.preset}_{name}_seed{seed}.json"
             if path.exists():
                 record = json.loads(path.read_text())
-                if record.get("config") == cfg_dict and record.get(field) == name:
+                if same_run_config(record.get("config"), cfg) and record.get(field) == name:
                     out.append(record)
     return out
 

@@ -23,24 +23,19 @@ Presets:
 * ``cpu`` (3 rows: digress, noise, sympe; ``--rows ...,sympe_edges`` adds the fourth): a
   20,000-molecule subset of the training split, the reduced transformer
   (``GraphTransformerConfig.cpu()``: 4 layers, dx 128, de 32, dy 32; 1.4 M parameters),
-  T = 100, batch 128, 3,000 steps (19 epochs of the subset), AMSGrad lr 5e-4 with gradient
-  clipping at 1; test NLL on 2,048 test molecules, 512 samples. Budget estimate, not yet
-  confirmed by a run: a training step of this model at batch 128 took 1.19 s (median,
-  ``benchmarks/digress_step.py --quick --model cpu --batch-sizes 128``) on the 2 cores while
-  three other processes kept the load average at 6.5-7.7, i.e. about 0.3 s on 2 idle cores
-  (the reference PyTorch model of this size: 0.593 s at batch 256, so 0.3 s at 128). That
-  makes 15 min of training per row, plus about 1 min of compilation and 1 min of evaluation
-  and sampling (a reverse step at batch 256 took 0.58 s under that load, so about 0.17 s
-  idle; 512 samples need 200 of them): about 17-20 min per row, one hour for the three rows
-  of one seed. ``--seeds 0,1,2`` triples it.
+  T = 100, batch 128, 2,000 steps (13 epochs of the subset), AMSGrad lr 5e-4 with gradient
+  clipping at 1; test NLL on 2,048 test molecules, 512 samples. Measured on 2 idle cores: 1.9
+  training steps/s (0.53 s per step), so about 18 min of training per row plus about 3 min of
+  compilation, evaluation and sampling; the row's result file records its wall times.
+  ``--seeds 0,1,2`` triples it.
 * ``paper``: the reference scale for an accelerator: 9 layers (8.2 M parameters), T = 500,
   batch 1024, 1000 epochs of the full training split (95,000 steps), AMSGrad lr 2e-4, no
   clipping; test NLL on the whole test split (13,055), 10,000 samples; all four rows.
 * ``smoke``: a few steps of a tiny model on the test fixture (``tests/data/fixtures``), for the
   test suite.
 
-    python experiments/digress_qm9.py --preset cpu                  # 3 rows x 1 seed, ~1 h, 2 cores
-    python experiments/digress_qm9.py --preset cpu --seeds 0,1,2    # 3 seeds, ~3 h
+    python experiments/digress_qm9.py --preset cpu                  # 3 rows x 1 seed, ~65 min, 2 cores
+    python experiments/digress_qm9.py --preset cpu --seeds 0,1,2    # 3 seeds, ~3.3 h
     python experiments/digress_qm9.py --preset paper                # accelerator
     python experiments/digress_qm9.py --preset cpu --rows sympe --num-steps 500   # override any field
 
@@ -126,7 +121,7 @@ class Config:
     T: int = 100
     t_min_train: int = 1
     batch_size: int = 128
-    num_steps: int = 3000
+    num_steps: int = 2000
     learning_rate: float = 5e-4
     weight_decay: float = 1e-12
     clip_norm: float = 1.0          # 0 = no clipping (the reference)
@@ -318,7 +313,7 @@ def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
     if out_path.exists() and not force:
         old = json.loads(out_path.read_text())
-        if old.get("config") == cfg_dict:
+        if common.same_run_config(old.get("config"), cfg):
             print(f"[{row} seed {seed}] result exists, skipping ({out_path.name})", flush=True)
             return old
     dg = build(cfg, row, data.info)
@@ -460,8 +455,18 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
     t0 = time.time()
     data = load_data(cfg)
     train_smiles = qm9.train_smiles(source=data.source)
-    records = [run_one(cfg, row, seed, data, train_smiles, root, args.force) for seed in cfg.seeds for row in cfg.rows]
+    requested_rows = cfg.rows
+    if args.summarize_only:
+        records = common.existing_records(root / "results" / "digress_qm9", cfg, cfg.rows, "row")
+        if not records:
+            raise SystemExit("no result files for this config yet")
+        cfg = dataclasses.replace(cfg, rows=tuple(r for r in cfg.rows if any(x["row"] == r for x in records)))
+    else:
+        records = [run_one(cfg, row, seed, data, train_smiles, root, args.force)
+                   for seed in cfg.seeds for row in cfg.rows]
     summary = aggregate(cfg, records, command)
+    summary["complete"] = set(summary["rows"]) == set(requested_rows) and all(
+        len(r["seeds"]) == len(cfg.seeds) for r in summary["rows"].values())
     summary["ties"] = tie_statistics(data, cfg, jax.random.key(cfg.data_seed))
     summary["wall_time_s"] = round(time.time() - t0, 1)
     out_dir = root / "results" / "digress_qm9"

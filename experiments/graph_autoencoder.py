@@ -55,12 +55,16 @@ from sympe_jax.nn import gnn
 import common  # experiments/common.py
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-ROWS = ("none", "noise", "randperm", "laplacian", "sympe_decoder", "sympe", "exact")
+ROWS = ("none", "noise", "randperm", "laplacian", "sympe_decoder", "sympe", "exact",
+        "features", "sympe_features", "exact_features")
 LABELS = {
     "none": "no symmetry breaking", "noise": "Gaussian noise node features",
     "randperm": "random permutation of v (no sorting)", "laplacian": "Laplacian eigenvectors (random sign/basis)",
     "sympe_decoder": "SymPE at the decoder", "sympe": "SymPE at the encoder input",
     "exact": "exact inversion kernel (nauty), encoder input",
+    "features": "structural features, no symmetry breaking",
+    "sympe_features": "SymPE + structural features",
+    "exact_features": "exact inversion kernel + structural features",
 }
 PAPER = {"none": 3.9, "noise": 2.3, "randperm": 1.3, "laplacian": 0.98, "sympe": 0.77}
 
@@ -99,9 +103,20 @@ PRESETS = {
 # ----------------------------------------------------------------------------- encodings
 
 
-def pe_kind(row: str) -> tuple[str, str]:
-    """(encoding, entry point) of a row."""
-    return {"sympe_decoder": ("sympe", "decoder")}.get(row, (row, "encoder"))
+def pe_kind(row: str) -> tuple[str, str, bool]:
+    """(encoding, entry point, whether the encoder also gets the structural features) of a row."""
+    if row == "features":
+        return "none", "encoder", True
+    if row.endswith("_features"):
+        return row.removesuffix("_features"), "encoder", True
+    return {"sympe_decoder": ("sympe", "decoder", False)}.get(row, (row, "encoder", False))
+
+
+def structural_channels(adjacency, mask, cfg: Config):
+    """[B, n_max, 9] exactly equivariant node channels: the inputs of the SymPE score
+    (``features.structural_node_features``: random-walk return probabilities, degree / (n_max - 1))."""
+    feats = jax.vmap(features.structural_node_features)(adjacency, mask)
+    return feats.at[..., -1].divide(cfg.n_max - 1)
 
 
 def dense_encoding(kind: str, key, v, adjacency, mask, exact_ranks, cfg: Config):
@@ -147,10 +162,16 @@ class ExactRanks:
 
 def build(cfg: Config, row: str):
     model = gnn.graph_autoencoder(cfg.n_max, cfg.hidden, cfg.latent, cfg.num_layers)
-    kind, where = pe_kind(row)
+    kind, where, with_features = pe_kind(row)
+
+    def encoding(params, key, batch, exact_ranks):
+        pe = dense_encoding(kind, key, params.get("v"), batch.adjacency, batch.mask, exact_ranks, cfg)
+        if with_features:
+            pe = jnp.concatenate([pe, structural_channels(batch.adjacency, batch.mask, cfg)], axis=-1)
+        return pe
 
     def forward(params, key, batch, exact_ranks):
-        pe = dense_encoding(kind, key, params.get("v"), batch.adjacency, batch.mask, exact_ranks, cfg)
+        pe = encoding(params, key, batch, exact_ranks)
         enc = graphs.dense_to_nodes(batch.graph, pe) if where == "encoder" else None
         dec = pe if where == "decoder" else None
         return model.apply(params["model"], batch.graph, encoder_pe=enc, decoder_pe=dec, num_graphs=cfg.batch_size)
@@ -160,8 +181,7 @@ def build(cfg: Config, row: str):
         params = {}
         if kind in ("randperm", "sympe", "exact"):
             params["v"] = jax.random.normal(k_v, (cfg.n_max, cfg.pe_features))
-        width = 0 if kind == "none" else cfg.pe_features
-        pe = jnp.zeros((cfg.batch_size, cfg.n_max, width))
+        pe = jnp.zeros(jax.eval_shape(encoding, params, key, batch, jnp.zeros(batch.mask.shape, jnp.int32)).shape)
         enc = graphs.dense_to_nodes(batch.graph, pe) if where == "encoder" else None
         dec = pe if where == "decoder" else None
         params["model"] = model.init(k_model, batch.graph, encoder_pe=enc, decoder_pe=dec, num_graphs=cfg.batch_size)
@@ -218,11 +238,11 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
     if out_path.exists() and not force:
         old = json.loads(out_path.read_text())
-        if old.get("config") == cfg_dict:
+        if common.same_run_config(old.get("config"), cfg):
             print(f"[{row} seed {seed}] result exists, skipping", flush=True)
             return old
     train_adjs, val_adjs, test_adjs = data
-    kind, _ = pe_kind(row)
+    kind = pe_kind(row)[0]
     # One edge budget for every split: the densest possible batch (smaller than the default
     # B n_max (n_max - 1), which makes a step about 1.4x faster).
     n_edge = erdos_renyi.max_edges_per_batch(list(train_adjs) + list(val_adjs) + list(test_adjs), cfg.batch_size)

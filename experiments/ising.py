@@ -143,7 +143,7 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False) -> dict:
     cfg_dict = dataclasses.asdict(cfg)
     if out_path.exists() and not force:
         old = json.loads(out_path.read_text())
-        if old.get("config") == json.loads(json.dumps(cfg_dict)):
+        if common.same_run_config(old.get("config"), cfg):
             print(f"[{method} seed {seed}] result exists, skipping ({out_path.name})")
             return old
     L = cfg.L

@@ -86,10 +86,82 @@ def graph_autoencoder_section() -> str | None:
     return "\n".join(lines)
 
 
+def _frac(entry) -> str:
+    return "-" if entry is None else (f"{entry[0]:.3f}" if entry[1] == 0 else _fmt(*entry))
+
+
+def digress_section() -> str | None:
+    summary = _load(RESULTS / "digress_qm9" / "summary.json")
+    if summary is None:
+        return None
+    cfg = summary["config"]
+    seeds = summary["seeds"]
+    partial = "" if summary.get("complete", True) else (
+        "**Partial: not every row and seed has finished; the seeds column says what each row holds.** ")
+    spread = ("± = std over seeds" if len(seeds) > 1 else
+              "one seed, so ± is the standard error of the mean over test molecules, not a seed spread")
+    lines = [f"{partial}Preset `{summary['preset']}`: {cfg['num_train'] or 'all'} training molecules, "
+             f"{cfg['n_layers']} layers (dx {cfg['dx']}), T = {cfg['T']}, {cfg['num_steps']} steps of batch "
+             f"{cfg['batch_size']}; test NLL (nats per molecule, {cfg['num_test'] or 'all'} test molecules; "
+             f"{spread}); metrics on {cfg['num_samples']} samples. Command: `{summary['command']}`. "
+             "The paper's NLLs are at its own (full) budget and T = 500, so only the ordering compares.", "",
+             "| method | seeds | test NLL (ours) | validity | relaxed validity | uniqueness | novelty | "
+             "train time (s) | test NLL (paper) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in summary["order"]:
+        r = summary["rows"][row]
+        nll = r["nll"] if len(r["seeds"]) > 1 else [r["nll"][0], r["nll_sem_within_seed"]]
+        paper = "-" if r["paper_nll"] is None else f"{r['paper_nll']}"
+        lines.append(f"| {r['label']} | {len(r['seeds'])} | {_fmt(*nll, 2)} | {_frac(r['validity'])} | "
+                     f"{_frac(r['relaxed_validity'])} | {_frac(r['uniqueness'])} | {_frac(r['novelty'])} | "
+                     f"{r['train_wall_time_s']:.0f} | {paper} |")
+    ties = summary.get("ties", {})
+    if ties:
+        lines += ["", "Ties of the SymPE score (nodes left for the random tie-break): " + "; ".join(
+            f"{name}: {t['with_ties_fraction']:.1%} of molecules, {t['tied_nodes_per_molecule']:.2f} of "
+            f"{t['nodes_per_molecule']:.2f} nodes per molecule" for name, t in ties.items()) + "."]
+    lines += ["", "![samples](results/digress_qm9/samples.png)"]
+    return "\n".join(lines)
+
+
+def digress_step_section() -> str | None:
+    bench = _load(RESULTS / "benchmarks" / "digress_step.json")
+    if bench is None:
+        return None
+    ref = bench.get("reference_pytorch_s_per_step_paper_config", {})
+    lines = [f"Command: `{bench['command']}`. Modes timed in alternation within one process; the ratio is "
+             "the median over rounds of t(mode) / t(baseline) [min, max]. The PyTorch reference times are "
+             "from `reference/ecosystem.md`, not re-measured.", "",
+             "| allocator | batch | mode | ms / step | molecules / s | ratio to baseline | PyTorch reference, ms / step "
+             "| load average (start, end) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, run in bench["runs"].items():
+        env = run["environment"]
+        load = f"{env['start']['loadavg'][0]:.1f}, {env['end']['loadavg'][0]:.1f}"
+        for batch, rows in run["train"].items():
+            for mode, st in rows.items():
+                ratio = next((v for k, v in st.items() if k.startswith("ratio_to_")), None)
+                ratio_txt = "-" if ratio is None else f"{ratio['median']:.3f} [{ratio['min']:.3f}, {ratio['max']:.3f}]"
+                pt = ref.get(batch)
+                lines.append(f"| {label} | {batch} | {mode} | {st['median_s'] * 1e3:.0f} | {st['molecules_per_s']:.1f} | "
+                             f"{ratio_txt} | {'-' if pt is None else f'{pt * 1e3:.0f}'} | {load} |")
+    lines += ["", "Sampling (reverse steps timed, scaled to T = 500):", "",
+              "| allocator | mode | ms / reverse step | molecules / s at T = 500 | ratio to baseline |",
+              "|---|---|---|---|---|"]
+    for label, run in bench["runs"].items():
+        for mode, st in run["sampling"].items():
+            ratio = next((v for k, v in st.items() if k.startswith("ratio_to_")), None)
+            lines.append(f"| {label} (batch {st['batch']}) | {mode} | {st['per_step_s'] * 1e3:.0f} | "
+                         f"{st['molecules_per_s_extrapolated']:.2f} | {'-' if ratio is None else f'{ratio:.3f}'} |")
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, Callable[[], str | None]] = {
     "canonicalization": canonicalization_section,
     "ising": ising_section,
     "graph_autoencoder": graph_autoencoder_section,
+    "digress": digress_section,
+    "digress_step": digress_step_section,
 }
 
 

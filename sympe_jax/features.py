@@ -34,6 +34,7 @@ __all__ = [
     "laplacian_eigenvectors",
     "randomize_eigenvectors",
     "invariant_node_scores",
+    "structural_node_features",
 ]
 
 
@@ -157,15 +158,27 @@ def randomize_eigenvectors(key: jax.Array, adj: jax.Array, mask: jax.Array | Non
     return _first_columns(rotated[:, 1:], k)
 
 
-def invariant_node_scores(adj: jax.Array, mask: jax.Array | None = None, steps: int = 8) -> jax.Array:
-    """One informative, exactly equivariant scalar per node: float[n].
+def structural_node_features(adj: jax.Array, mask: jax.Array | None = None, steps: int = 8) -> jax.Array:
+    """Exactly equivariant node features: ``[diag(P^k) for k = 1..steps, degree]``. float[n, steps + 1].
 
-    A fixed generic linear combination of the random-walk return probabilities (k = 1..steps)
-    and of the degree. Two nodes get equal scores (up to rounding) when they are automorphic;
-    non-automorphic nodes almost always differ. Padded nodes get 0.
+    The inputs of :func:`invariant_node_scores`. Used as node channels they give a network the
+    structural information the score is made of, through a path that carries gradient (the
+    sorted ranks carry none). Padded nodes get 0.
     """
     adj, real = _prepare(adj, mask)
     rw = random_walk_return_probabilities(adj, real, steps)
-    weights = jnp.asarray([1.0 / (k + 1.618) for k in range(steps)], adj.dtype)
-    deg = adj.sum(-1)
-    return jnp.where(real, rw @ weights + 0.1 * deg, 0.0)
+    deg = jnp.where(real, adj.sum(-1), 0.0)
+    return jnp.concatenate([rw, deg[:, None]], axis=-1)
+
+
+def invariant_node_scores(adj: jax.Array, mask: jax.Array | None = None, steps: int = 8) -> jax.Array:
+    """One informative, exactly equivariant scalar per node: float[n].
+
+    A fixed generic linear combination of :func:`structural_node_features` (the random-walk
+    return probabilities for k = 1..steps, and the degree). Two nodes get equal scores (up to
+    rounding) when they are automorphic; non-automorphic nodes almost always differ. Padded
+    nodes get 0.
+    """
+    feats = structural_node_features(adj, mask, steps)
+    weights = jnp.asarray([1.0 / (k + 1.618) for k in range(steps)] + [0.1], feats.dtype)
+    return feats @ weights

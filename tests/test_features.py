@@ -15,6 +15,7 @@ EQUIVARIANT = [
     features.heat_kernel_diagonals,
     features.eigenspace_projector_diagonals,
     features.invariant_node_scores,
+    features.structural_node_features,
 ]
 
 
@@ -49,6 +50,18 @@ def test_scores_tie_exactly_on_orbits_of_symmetric_graphs():
         adj, mask = _adj(graph, n_pad=3)
         s = np.asarray(features.invariant_node_scores(adj, mask))[: graph.number_of_nodes()]
         assert len(np.unique(np.round(s, 4))) == orbits
+
+
+def test_scores_are_a_fixed_readout_of_the_structural_features():
+    adj, mask = _adj(nx.gnp_random_graph(10, 0.3, seed=1), n_pad=3)
+    feats = np.asarray(features.structural_node_features(adj, mask))
+    assert feats.shape == (13, 9)
+    np.testing.assert_allclose(feats[:10, -1], np.asarray(adj).sum(1)[:10])   # the degree channel
+    assert np.all(feats[10:] == 0)                                             # padding
+    # the score is linear in the features, so the features carry everything the sort uses
+    scores = np.asarray(features.invariant_node_scores(adj, mask))
+    weights = np.linalg.lstsq(feats[:10], scores[:10], rcond=None)[0]
+    np.testing.assert_allclose(feats[:10] @ weights, scores[:10], atol=1e-5)
 
 
 def test_projector_diagonals_are_basis_invariant_and_sum_to_one():

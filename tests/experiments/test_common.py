@@ -1,0 +1,41 @@
+"""experiments/common.py: what identifies a run, so that resuming and skipping are safe."""
+
+import dataclasses
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+import common  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    preset: str = "cpu"
+    rows: tuple[str, ...] = ("a", "b")
+    seeds: tuple[int, ...] = (0,)
+    lr: float = 1e-3
+
+
+def test_adding_seeds_or_rows_keeps_the_run_identity():
+    base = _Config()
+    more = dataclasses.replace(base, rows=("b", "a", "c"), seeds=(0, 1, 2))
+    assert common.run_dir_name(base) == common.run_dir_name(more)
+    assert common.same_run_config(dataclasses.asdict(base), more)
+
+
+def test_changing_a_training_field_changes_the_run_identity():
+    base, other = _Config(), _Config(lr=3e-4)
+    assert common.run_dir_name(base) != common.run_dir_name(other)
+    assert not common.same_run_config(dataclasses.asdict(base), other)
+    assert not common.same_run_config(None, base)       # a record without a config never matches
+
+
+def test_existing_records_match_on_run_config(tmp_path):
+    import json
+    record = {"row": "a", "seed": 0, "config": dataclasses.asdict(_Config(seeds=(0, 5)))}
+    (tmp_path / "cpu_a_seed0.json").write_text(json.dumps(record))
+    (tmp_path / "cpu_b_seed0.json").write_text(json.dumps({**record, "row": "b", "config": {"lr": 1.0}}))
+    found = common.existing_records(tmp_path, _Config(), ("a", "b"), "row")
+    assert [r["row"] for r in found] == ["a"]

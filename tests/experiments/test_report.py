@@ -1,0 +1,40 @@
+"""experiments/report.py: README sections are rendered from result files, and only from them."""
+
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+import report  # noqa: E402
+
+
+def _digress_summary(seeds):
+    row = {"label": "DiGress + SymPE (nodes only)", "paper_nll": None, "seeds": seeds, "nll": [80.5, 1.5],
+           "nll_sem_within_seed": 0.7, "validity": [0.9, 0.0], "relaxed_validity": [0.95, 0.0],
+           "uniqueness": [0.99, 0.0], "novelty": None, "train_wall_time_s": 1000.0}
+    cfg = {"num_train": 20000, "n_layers": 4, "dx": 128, "T": 100, "num_steps": 2000, "batch_size": 128,
+           "num_test": 2048, "num_samples": 512}
+    return {"preset": "cpu", "command": "python experiments/digress_qm9.py --preset cpu", "config": cfg,
+            "seeds": seeds, "order": ["sympe"], "rows": {"sympe": row}, "complete": False}
+
+
+def test_digress_section_reports_the_right_spread(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    assert report.digress_section() is None
+    (tmp_path / "digress_qm9").mkdir()
+    path = tmp_path / "digress_qm9" / "summary.json"
+    path.write_text(json.dumps(_digress_summary([0])))
+    text = report.digress_section()
+    assert "80.50 ± 0.70" in text and "standard error" in text and "Partial" in text   # one seed: the SEM
+    path.write_text(json.dumps(_digress_summary([0, 1, 2])))
+    assert "80.50 ± 1.50" in report.digress_section()                                  # seeds: their std
+
+
+def test_render_replaces_only_marked_sections(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    readme = "intro\n<!-- BEGIN digress -->\nstale\n<!-- END digress -->\ntail\n"
+    out = report.render(readme)
+    assert out.startswith("intro\n") and out.endswith("tail\n") and "stale" not in out
+    assert "No result file yet" in out
