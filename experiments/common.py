@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 
 # Fields that choose which runs to do, not how one run goes: adding a seed or a row (or reordering
@@ -91,3 +91,24 @@ def lowest_seed_records(records: list[dict], field: str) -> dict[str, dict]:
     for record in sorted(records, key=lambda r: -r["seed"]):
         out[record[field]] = record
     return out
+
+
+def collect_records(cfg: Any, args, results_dir, run: Callable[[str, int], dict], *,
+                    names: str = "rows", field: str = "row") -> tuple[Any, list[dict], bool]:
+    """Run (or with ``--summarize-only`` just read) every (name, seed) of ``cfg``.
+
+    ``run(name, seed)`` trains one run, or returns its result when it exists. ``names`` is the
+    config's tuple field of row names, ``field`` the record key holding one. Returns the config
+    narrowed to the names that have records, the records, and whether every requested
+    (name, seed) is among them.
+    """
+    requested = getattr(cfg, names)
+    if args.summarize_only:
+        records = existing_records(results_dir, cfg, requested, field)
+        if not records:
+            raise SystemExit("no result files for this config yet")
+    else:
+        records = [run(name, seed) for seed in cfg.seeds for name in requested]
+    present = tuple(n for n in requested if any(r[field] == n for r in records))
+    complete = present == tuple(requested) and len(records) == len(requested) * len(cfg.seeds)
+    return dataclasses.replace(cfg, **{names: present}), records, complete

@@ -455,18 +455,11 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
     t0 = time.time()
     data = load_data(cfg)
     train_smiles = qm9.train_smiles(source=data.source)
-    requested_rows = cfg.rows
-    if args.summarize_only:
-        records = common.existing_records(root / "results" / "digress_qm9", cfg, cfg.rows, "row")
-        if not records:
-            raise SystemExit("no result files for this config yet")
-        cfg = dataclasses.replace(cfg, rows=tuple(r for r in cfg.rows if any(x["row"] == r for x in records)))
-    else:
-        records = [run_one(cfg, row, seed, data, train_smiles, root, args.force)
-                   for seed in cfg.seeds for row in cfg.rows]
+    cfg, records, complete = common.collect_records(
+        cfg, args, root / "results" / "digress_qm9",
+        lambda row, seed: run_one(cfg, row, seed, data, train_smiles, root, args.force))
     summary = aggregate(cfg, records, command)
-    summary["complete"] = set(summary["rows"]) == set(requested_rows) and all(
-        len(r["seeds"]) == len(cfg.seeds) for r in summary["rows"].values())
+    summary["complete"] = complete
     summary["ties"] = tie_statistics(data, cfg, jax.random.key(cfg.data_seed))
     summary["wall_time_s"] = round(time.time() - t0, 1)
     out_dir = root / "results" / "digress_qm9"

@@ -419,17 +419,10 @@ def main(argv=None) -> int:
     print(f"graph autoencoder, preset {cfg.preset}: rows {cfg.rows}, seeds {cfg.seeds}, {cfg.num_steps} steps", flush=True)
     t0 = time.time()
     data = load_splits(cfg)
-    requested_rows = cfg.rows
-    if args.summarize_only:
-        records = common.existing_records(ROOT / "results" / "graph_autoencoder", cfg, cfg.rows, "row")
-        if not records:
-            raise SystemExit("no result files for this config yet")
-        cfg = dataclasses.replace(cfg, rows=tuple(r for r in cfg.rows if any(x["row"] == r for x in records)))
-    else:
-        records = [run_one(cfg, row, seed, data, args.force) for seed in cfg.seeds for row in cfg.rows]
+    cfg, records, complete = common.collect_records(
+        cfg, args, ROOT / "results" / "graph_autoencoder", lambda row, seed: run_one(cfg, row, seed, data, args.force))
     summary = aggregate(cfg, records, data[2], command)
-    summary["complete"] = set(summary["rows"]) == set(requested_rows) and all(
-        len(r["seeds"]) == len(cfg.seeds) for r in summary["rows"].values())
+    summary["complete"] = complete
     summary["wall_time_s"] = round(time.time() - t0, 1)
     out_dir = ROOT / "results" / "graph_autoencoder"
     training.save_json(out_dir / "summary.json", summary)

@@ -266,12 +266,9 @@ def main(argv=None) -> int:
     print(f"Ising experiment, preset {cfg.preset}: L={cfg.L}, {cfg.num_steps} steps, methods {cfg.methods}, "
           f"seeds {cfg.seeds}", flush=True)
     t0 = time.time()
-    if args.summarize_only:
-        records = common.existing_records(ROOT / "results" / "ising", cfg, cfg.methods, "method")
-        if not records:
-            raise SystemExit("no result files for this config yet")
-    else:
-        records = [run_one(cfg, m, s, args.force) for s in cfg.seeds for m in cfg.methods]
+    cfg, records, _ = common.collect_records(cfg, args, ROOT / "results" / "ising",
+                                             lambda m, s: run_one(cfg, m, s, args.force),
+                                             names="methods", field="method")
     summary = aggregate(cfg, records, command.strip())
     summary["wall_time_s"] = round(time.time() - t0, 1)
     out_dir = ROOT / "results" / "ising"

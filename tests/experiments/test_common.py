@@ -39,3 +39,27 @@ def test_existing_records_match_on_run_config(tmp_path):
     (tmp_path / "cpu_b_seed0.json").write_text(json.dumps({**record, "row": "b", "config": {"lr": 1.0}}))
     found = common.existing_records(tmp_path, _Config(), ("a", "b"), "row")
     assert [r["row"] for r in found] == ["a"]
+
+
+def test_collect_records_runs_or_reads_and_says_if_complete(tmp_path):
+    import argparse
+    import json
+    cfg = _Config(rows=("a", "b"), seeds=(0, 1))
+    done = []
+
+    def run(name, seed):
+        done.append((name, seed))
+        record = {"row": name, "seed": seed, "config": dataclasses.asdict(cfg)}
+        if (name, seed) != ("b", 1):
+            (tmp_path / f"cpu_{name}_seed{seed}.json").write_text(json.dumps(record))
+        return record
+
+    _, records, complete = common.collect_records(cfg, argparse.Namespace(summarize_only=False), tmp_path, run)
+    assert done == [("a", 0), ("b", 0), ("a", 1), ("b", 1)] and len(records) == 4 and complete
+    shown, records, complete = common.collect_records(cfg, argparse.Namespace(summarize_only=True), tmp_path, run)
+    assert len(done) == 4 and len(records) == 3 and not complete and shown.rows == ("a", "b")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    import pytest
+    with pytest.raises(SystemExit, match="no result files"):
+        common.collect_records(cfg, argparse.Namespace(summarize_only=True), empty, run)
