@@ -1,0 +1,31 @@
+"""experiments/graph_autoencoder.py analysis helpers (training is covered by tests/nn/test_gnn.py)."""
+
+import pathlib
+import sys
+
+import networkx as nx
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+import graph_autoencoder as ga  # noqa: E402
+
+
+def test_free_embeddings_realize_small_graphs_and_count_errors():
+    cfg = ga.Config(n_max=8, latent=2)
+    adjs = [nx.to_numpy_array(g, dtype=np.uint8) for g in (nx.path_graph(5), nx.cycle_graph(6))]
+    out = ga.free_embedding_error(adjs, cfg, steps=400, restarts=2)
+    assert out["edge_error_pct"] == 0.0 and out["graphs_with_errors"] == 0   # both are unit-distance graphs in 2-D
+    # K_{1,6}: a star with 6 leaves is no threshold-distance graph in 1-D (leaves would be within reach of each other)
+    cfg1 = ga.Config(n_max=8, latent=1)
+    out = ga.free_embedding_error([nx.to_numpy_array(nx.star_graph(6), dtype=np.uint8)], cfg1, steps=400, restarts=2)
+    assert out["edge_error_pct"] > 0 and out["graphs_with_errors"] == 1
+
+
+def test_rows_parse_into_encoding_entry_and_features():
+    assert ga.pe_kind("sympe") == ("sympe", "encoder", False)
+    assert ga.pe_kind("sympe_decoder") == ("sympe", "decoder", False)
+    assert ga.pe_kind("features") == ("none", "encoder", True)
+    assert ga.pe_kind("exact_features") == ("exact", "encoder", True)
+    assert set(ga.LABELS) == set(ga.ROWS)
