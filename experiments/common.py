@@ -14,20 +14,26 @@ from typing import Any, Callable, Mapping
 SELECTION_FIELDS = ("rows", "methods", "seeds")
 
 
-def run_config(cfg: Any) -> dict:
-    """The config as JSON data, without the selection fields: what identifies one run."""
+def run_config(cfg: Any, ignore: tuple[str, ...] = ()) -> dict:
+    """The config as JSON data, without the selection fields (and ``ignore``): what identifies one run."""
     data = json.loads(json.dumps(dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg))
-    return {k: v for k, v in data.items() if k not in SELECTION_FIELDS}
+    return {k: v for k, v in data.items() if k not in SELECTION_FIELDS and k not in ignore}
 
 
-def same_run_config(recorded: Any, cfg: Any) -> bool:
-    """Whether a result file's recorded config describes a run of ``cfg`` (selection fields aside)."""
-    return isinstance(recorded, dict) and run_config(recorded) == run_config(cfg)
+def same_run_config(recorded: Any, cfg: Any, ignore: tuple[str, ...] = ()) -> bool:
+    """Whether a result file's recorded config describes a run of ``cfg`` (selection fields and
+    ``ignore`` aside)."""
+    return isinstance(recorded, dict) and run_config(recorded, ignore) == run_config(cfg, ignore)
 
 
-def run_dir_name(cfg: Any) -> str:
-    """``<preset>-<hash of the run config>``: runs of different configs never share checkpoints."""
-    digest = hashlib.sha256(json.dumps(run_config(cfg), sort_keys=True).encode()).hexdigest()[:8]
+def run_dir_name(cfg: Any, eval_fields: tuple[str, ...] = ()) -> str:
+    """``<preset>-<hash of the run config>``: runs of different configs never share checkpoints.
+
+    ``eval_fields`` name fields that only change the evaluation after training: runs that differ
+    only there share their checkpoints, so changing them evaluates the trained model again
+    instead of retraining it.
+    """
+    digest = hashlib.sha256(json.dumps(run_config(cfg, eval_fields), sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.preset}-{digest}"
 
 
