@@ -118,3 +118,11 @@ def collect_records(cfg: Any, args, results_dir, run: Callable[[str, int], dict]
     present = tuple(n for n in requested if any(r[field] == n for r in records))
     complete = present == tuple(requested) and len(records) == len(requested) * len(cfg.seeds)
     return dataclasses.replace(cfg, **{names: present}), records, complete
+
+
+def command_line(script: str, argv=None) -> str:
+    """The command that regenerates a run's results: ``python experiments/<script> <flags>``,
+    without the flags that only change what is (re)done now (``--summarize-only``, ``--force``)."""
+    import sys
+    flags = [a for a in (sys.argv[1:] if argv is None else argv) if a not in ("--summarize-only", "--force")]
+    return " ".join(["python", f"experiments/{script}", *flags])

@@ -475,7 +475,7 @@ def parse_args(argv=None):
 
 def main(argv=None, root: pathlib.Path = ROOT) -> int:
     cfg, args = parse_args(argv)
-    command = ("python experiments/digress_qm9.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    command = common.command_line("digress_qm9.py", argv)
     print(f"DiGress on QM9, preset {cfg.preset}: rows {cfg.rows}, seeds {cfg.seeds}, {cfg.num_steps} steps of "
           f"batch {cfg.batch_size}, T = {cfg.T}, {cfg.n_layers} layers", flush=True)
     t0 = time.time()

@@ -461,7 +461,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
-    command = ("python experiments/graph_autoencoder.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    command = common.command_line("graph_autoencoder.py", argv)
     print(f"graph autoencoder, preset {cfg.preset}: rows {cfg.rows}, seeds {cfg.seeds}, {cfg.num_steps} steps", flush=True)
     t0 = time.time()
     data = load_splits(cfg)

@@ -262,7 +262,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
-    command = "python experiments/ising.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = common.command_line("ising.py", argv)
     print(f"Ising experiment, preset {cfg.preset}: L={cfg.L}, {cfg.num_steps} steps, methods {cfg.methods}, "
           f"seeds {cfg.seeds}", flush=True)
     t0 = time.time()

@@ -63,3 +63,8 @@ def test_collect_records_runs_or_reads_and_says_if_complete(tmp_path):
     import pytest
     with pytest.raises(SystemExit, match="no result files"):
         common.collect_records(cfg, argparse.Namespace(summarize_only=True), empty, run)
+
+
+def test_command_line_drops_flags_that_do_not_change_results():
+    assert (common.command_line("ising.py", ["--preset", "cpu", "--summarize-only", "--force"])
+            == "python experiments/ising.py --preset cpu")
