@@ -15,7 +15,12 @@ breaking differs:
   ties broken at random, at the encoder input;
 * ``sympe_decoder``: the same encoding mixed into the latents at the decoder instead;
 * ``exact``: v[rank] with rank an exact inversion-kernel sample (nauty canonical labelling
-  composed with a uniform automorphism, ``sympe_jax.automorphisms``), at the encoder input.
+  composed with a uniform automorphism, ``sympe_jax.automorphisms``), at the encoder input;
+* ``features``, ``sympe_features``, ``exact_features``: the encoder input of ``none``,
+  ``sympe`` and ``exact`` plus the structural node features the SymPE score is made of
+  (``features.structural_node_features``: random-walk return probabilities and degree). They
+  give the score's information a path that carries gradient, and ``features`` separates what
+  the features add from what the symmetry breaking adds.
 
 The scorer is fixed (no learned mixing): sorting passes no gradient, and the fixed spectral
 score already ties exactly the automorphism orbits on almost every test graph (measured and
@@ -23,7 +28,7 @@ written to the summary). Test metrics (edge error %, F1) use the parameters with
 validation BCE; the exact 1-WL error floor of models without symmetry breaking is computed on
 the test set and reported beside the ``none`` row.
 
-    python experiments/graph_autoencoder.py --preset cpu     # all rows x 3 seeds, ~90 min, 2 cores
+    python experiments/graph_autoencoder.py --preset cpu     # all 10 rows x 3 seeds, ~2 h, 2 cores
     python experiments/graph_autoencoder.py --preset paper   # the benchmark's budget, accelerator
     python experiments/graph_autoencoder.py --preset cpu --rows sympe,none --seeds 0 --num-steps 2000
 
