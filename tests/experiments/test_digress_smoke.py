@@ -63,3 +63,10 @@ def test_summary_and_figure(tmp_path):
     assert summary["rows"]["sympe_edges"]["paper_nll"] == 30.3
     dq.plot_samples(records, cfg, tmp_path / "samples.png")
     assert (tmp_path / "samples.png").stat().st_size > 5000
+
+
+def test_training_seconds_counts_each_logged_step_once():
+    history = [{"split": "train", "step": 50, "steps_per_sec": 1.0}, {"split": "eval", "step": 50},
+               {"split": "train", "step": 100, "steps_per_sec": 2.0},
+               {"split": "train", "step": 100, "steps_per_sec": 2.0}]   # logged again after a resume
+    assert dq.training_seconds(history) == 50 / 1.0 + 50 / 2.0
