@@ -411,18 +411,20 @@ def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str
 # ----------------------------------------------------------------------------- summary and figure
 
 
-def _paired_differences(cfg: Config, records: list[dict], rows: dict) -> None:
-    """``rows[row]["nll_minus_baseline"]``: the test NLL of each row minus the first row's, paired
-    by molecule (same seed, so the same t and z_t per molecule): [mean, standard error]."""
-    base = cfg.rows[0]
+def _paired_differences(cfg: Config, records: list[dict]) -> dict[str, list[float]]:
+    """``{"b - a": [mean, standard error]}``: test NLL of row b minus that of an earlier row a, for
+    every pair, paired by molecule within a seed (rows of one seed share every t and z_t)."""
     by_key = {(r["row"], r["seed"]): np.asarray(r["test_nll"].get("per_molecule", []), float) for r in records}
-    for row in cfg.rows[1:]:
-        diffs = [by_key[(row, s)] - by_key[(base, s)] for s in rows[row]["seeds"]
-                 if (base, s) in by_key and len(by_key[(row, s)]) and len(by_key[(row, s)]) == len(by_key[(base, s)])]
-        if diffs:
-            d = np.concatenate(diffs)
-            rows[row]["nll_minus_baseline"] = [float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))]
-            rows[row]["baseline"] = base
+    out = {}
+    for i, a in enumerate(cfg.rows):
+        for b in cfg.rows[i + 1:]:
+            diffs = [by_key[(b, s)] - by_key[(a, s)] for s in cfg.seeds
+                     if (a, s) in by_key and (b, s) in by_key and len(by_key[(a, s)])
+                     and len(by_key[(a, s)]) == len(by_key[(b, s)])]
+            if diffs:
+                d = np.concatenate(diffs)
+                out[f"{b} - {a}"] = [float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))]
+    return out
 
 
 def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
@@ -440,8 +442,11 @@ def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
             v = np.array([np.nan if r["metrics"][k] is None else r["metrics"][k] for r in rs], float)
             entry[k] = [float(np.nanmean(v)), float(np.nanstd(v))] if np.isfinite(v).any() else None
         rows[row] = entry
-    _paired_differences(cfg, records, rows)
-    return {"preset": cfg.preset, "command": command, "config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
+    paired = _paired_differences(cfg, records)
+    for row in cfg.rows[1:]:
+        if f"{row} - {cfg.rows[0]}" in paired:
+            rows[row]["nll_minus_baseline"], rows[row]["baseline"] = paired[f"{row} - {cfg.rows[0]}"], cfg.rows[0]
+    return {"paired_nll_differences": paired, "preset": cfg.preset, "command": command, "config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
             "order": list(cfg.rows), "rows": rows,
             "notes": "test NLL: nats per molecule (heavy-atom graph), one (t, z_t, g~) draw per molecule and "
                      "repeat; mean ± std over seeds. Validity etc. are fractions in [0, 1]."}

@@ -125,6 +125,12 @@ def digress_section() -> str | None:
         lines.append(f"| {r['label']} | {len(r['seeds'])} | {_fmt(*nll, 2)} | {diff} | {_frac(r['validity'])} | "
                      f"{_frac(r['relaxed_validity'])} | {_frac(r['uniqueness'])} | {_frac(r['novelty'])} | "
                      f"{r['train_wall_time_s']:.0f} | {paper} |")
+    paired = summary.get("paired_nll_differences", {})
+    if paired:
+        labels = {row: summary["rows"][row]["label"] for row in summary["order"]}
+        lines += ["", "Test NLL differences paired by molecule (mean ± standard error, nats): " + "; ".join(
+            f"{labels[a]} − {labels[b]}: {_fmt(*v, 2)}"
+            for a, b, v in ((*k.split(" - "), v) for k, v in paired.items())) + "."]
     ties = summary.get("ties", {})
     if ties:
         lines += ["", "Ties of the SymPE score (nodes left for the random tie-break): " + "; ".join(

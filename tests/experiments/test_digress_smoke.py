@@ -70,3 +70,12 @@ def test_training_seconds_counts_each_logged_step_once():
                {"split": "train", "step": 100, "steps_per_sec": 2.0},
                {"split": "train", "step": 100, "steps_per_sec": 2.0}]   # logged again after a resume
     assert dq.training_seconds(history) == 50 / 1.0 + 50 / 2.0
+
+
+def test_paired_differences_are_later_row_minus_earlier_row():
+    cfg, _ = dq.parse_args(["--preset", "cpu", "--rows", "digress,sympe", "--seeds", "0"])
+    recs = [{"row": "digress", "seed": 0, "test_nll": {"per_molecule": [10.0, 12.0, 11.0]}},
+            {"row": "sympe", "seed": 0, "test_nll": {"per_molecule": [9.0, 11.5, 10.0]}}]
+    out = dq._paired_differences(cfg, recs)
+    assert list(out) == ["sympe - digress"]
+    np.testing.assert_allclose(out["sympe - digress"][0], -2.5 / 3)
