@@ -27,9 +27,10 @@ Presets:
   (``GraphTransformerConfig.cpu()``: 4 layers, dx 128, de 32, dy 32; 1.4 M parameters),
   T = 100, batch 128, 2,000 steps (13 epochs of the subset), AMSGrad lr 5e-4 with gradient
   clipping at 1; test NLL on the whole test split (13,055 molecules, 4 draws each), 1,024 samples.
-  Measured on 2 idle cores: 1.9
-  training steps/s (0.53 s per step), so about 18 min of training per row plus about 3 min of
-  compilation, evaluation and sampling; the row's result file records its wall times.
+  Measured on 2 cores: 1.3-1.9
+  training steps/s (1,219-1,528 s of training per row, the slower ones with other jobs on the
+  cores) plus about 3 min of compilation, evaluation and sampling; each result file records its
+  wall times.
   ``--seeds 0,1,2`` triples it.
 * ``paper``: the reference scale for an accelerator: 9 layers (8.2 M parameters), T = 500,
   batch 1024, 1000 epochs of the full training split (95,000 steps), AMSGrad lr 2e-4, no
@@ -37,8 +38,8 @@ Presets:
 * ``smoke``: a few steps of a tiny model on the test fixture (``tests/data/fixtures``), for the
   test suite.
 
-    python experiments/digress_qm9.py --preset cpu                  # 3 rows x 1 seed, ~65 min, 2 cores
-    python experiments/digress_qm9.py --preset cpu --seeds 0,1,2    # 3 seeds, ~3.3 h
+    python experiments/digress_qm9.py --preset cpu                  # 3 rows x 1 seed, ~75 min, 2 cores
+    python experiments/digress_qm9.py --preset cpu --seeds 0,1,2    # 3 seeds, ~4 h
     python experiments/digress_qm9.py --preset paper                # accelerator
     python experiments/digress_qm9.py --preset cpu --rows sympe --num-steps 500   # override any field
 
