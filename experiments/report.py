@@ -145,7 +145,7 @@ def digress_step_section() -> str | None:
     if bench is None:
         return None
     ref = bench.get("reference_pytorch_s_per_step_paper_config", {})
-    lines = [f"Command: `{bench['command']}`. Modes timed in alternation within one process; the ratio is "
+    lines = [f"Command: `{bench['command'].strip()}`. Modes timed in alternation within one process; the ratio is "
              "the median over rounds of t(mode) / t(baseline) [min, max]. The PyTorch reference times are "
              "from `reference/ecosystem.md`, not re-measured.", "",
              "| allocator | batch | mode | ms / step | molecules / s | ratio to baseline | PyTorch reference, ms / step "
