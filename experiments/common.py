@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import pathlib
 from typing import Any, Callable, Mapping
 
 
@@ -73,21 +74,31 @@ def parse_config(config_cls: type, presets: Mapping[str, Any], argv=None, *, doc
     return cfg, args
 
 
+def result_path(results_dir, cfg: Any, name: str, seed: int) -> pathlib.Path:
+    """Where one run's result file lives: ``<results_dir>/<preset>_<name>_seed<seed>.json``."""
+    return pathlib.Path(results_dir) / f"{cfg.preset}_{name}_seed{seed}.json"
+
+
+def matching_record(path, cfg: Any) -> dict | None:
+    """The result file at ``path`` if it exists and was written by a run of ``cfg``, else None."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record if same_run_config(record.get("config"), cfg) else None
+
+
 def existing_records(results_dir, cfg: Any, names: tuple[str, ...], field: str) -> list[dict]:
     """Per-run result files ``<preset>_<name>_seed<k>.json`` written with exactly this config.
 
     ``field`` is the record key holding the name (``"row"`` or ``"method"``).
     """
-    import pathlib
-
     out = []
     for seed in cfg.seeds:
         for name in names:
-            path = pathlib.Path(results_dir) / f"{cfg.preset}_{name}_seed{seed}.json"
-            if path.exists():
-                record = json.loads(path.read_text())
-                if same_run_config(record.get("config"), cfg) and record.get(field) == name:
-                    out.append(record)
+            record = matching_record(result_path(results_dir, cfg, name, seed), cfg)
+            if record is not None and record.get(field) == name:
+                out.append(record)
     return out
 
 

@@ -327,13 +327,12 @@ def training_seconds(history: list[dict]) -> float:
 
 def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str], root: pathlib.Path,
             force: bool = False) -> dict:
-    out_path = root / "results" / "digress_qm9" / f"{cfg.preset}_{row}_seed{seed}.json"
+    out_path = common.result_path(root / "results" / "digress_qm9", cfg, row, seed)
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    if out_path.exists() and not force:
-        old = json.loads(out_path.read_text())
-        if common.same_run_config(old.get("config"), cfg):
-            print(f"[{row} seed {seed}] result exists, skipping ({out_path.name})", flush=True)
-            return old
+    old = None if force else common.matching_record(out_path, cfg)
+    if old is not None:
+        print(f"[{row} seed {seed}] result exists, skipping ({out_path.name})", flush=True)
+        return old
     dg = build(cfg, row, data.info)
     key = jax.random.key(seed)
     k_init, k_train, k_test, k_sample = jax.random.split(key, 4)

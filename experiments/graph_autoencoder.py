@@ -239,13 +239,12 @@ def load_splits(cfg: Config):
 
 
 def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict:
-    out_path = ROOT / "results" / "graph_autoencoder" / f"{cfg.preset}_{row}_seed{seed}.json"
+    out_path = common.result_path(ROOT / "results" / "graph_autoencoder", cfg, row, seed)
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    if out_path.exists() and not force:
-        old = json.loads(out_path.read_text())
-        if common.same_run_config(old.get("config"), cfg):
-            print(f"[{row} seed {seed}] result exists, skipping", flush=True)
-            return old
+    old = None if force else common.matching_record(out_path, cfg)
+    if old is not None:
+        print(f"[{row} seed {seed}] result exists, skipping", flush=True)
+        return old
     train_adjs, val_adjs, test_adjs = data
     kind = pe_kind(row)[0]
     # One edge budget for every split: the densest possible batch (smaller than the default
@@ -320,12 +319,7 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict
 
 def tie_orbit_agreement(adjs, cfg: Config) -> dict:
     """How often the score ties of the SymPE canonicalizer are exactly the automorphism orbits."""
-    n_max = cfg.n_max
-    dense = np.zeros((len(adjs), n_max, n_max), np.float32)
-    for i, a in enumerate(adjs):
-        dense[i, : len(a), : len(a)] = a
-    sizes = np.array([len(a) for a in adjs])
-    mask = np.arange(n_max)[None] < sizes[:, None]
+    dense, mask = erdos_renyi.pad_dense(adjs, cfg.n_max)
     scores = np.asarray(jax.vmap(features.invariant_node_scores)(jnp.asarray(dense), jnp.asarray(mask)))
     equal, extra, missing, pairs = 0, 0, 0, 0
     for i, a in enumerate(adjs):
@@ -353,10 +347,7 @@ def free_embedding_error(adjs, cfg: Config, steps: int = 3000, restarts: int = 3
     import optax
 
     n_max, d = cfg.n_max, cfg.latent
-    dense = np.zeros((len(adjs), n_max, n_max), np.float32)
-    for i, a in enumerate(adjs):
-        dense[i, : len(a), : len(a)] = a
-    real = np.arange(n_max)[None] < np.array([len(a) for a in adjs])[:, None]
+    dense, real = erdos_renyi.pad_dense(adjs, n_max)
     pairs = jnp.asarray(real[:, :, None] & real[:, None, :] & ~np.eye(n_max, dtype=bool))
     dense = jnp.asarray(dense)
     opt = optax.adam(3e-2)

@@ -26,7 +26,6 @@ results/ising/phase_diagram.png.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import platform
 import shutil
@@ -139,13 +138,12 @@ def summarize(ev: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def run_one(cfg: Config, method: str, seed: int, force: bool = False) -> dict:
-    out_path = ROOT / "results" / "ising" / f"{cfg.preset}_{method}_seed{seed}.json"
+    out_path = common.result_path(ROOT / "results" / "ising", cfg, method, seed)
     cfg_dict = dataclasses.asdict(cfg)
-    if out_path.exists() and not force:
-        old = json.loads(out_path.read_text())
-        if common.same_run_config(old.get("config"), cfg):
-            print(f"[{method} seed {seed}] result exists, skipping ({out_path.name})")
-            return old
+    old = None if force else common.matching_record(out_path, cfg)
+    if old is not None:
+        print(f"[{method} seed {seed}] result exists, skipping ({out_path.name})")
+        return old
     L = cfg.L
     model = make_model(cfg, method)
     key = jax.random.key(seed)
@@ -269,7 +267,7 @@ def main(argv=None) -> int:
     cfg, records, _ = common.collect_records(cfg, args, ROOT / "results" / "ising",
                                              lambda m, s: run_one(cfg, m, s, args.force),
                                              names="methods", field="method")
-    summary = aggregate(cfg, records, command.strip())
+    summary = aggregate(cfg, records, command)
     summary["wall_time_s"] = round(time.time() - t0, 1)
     out_dir = ROOT / "results" / "ising"
     training.save_json(out_dir / "summary.json", summary)

@@ -187,7 +187,7 @@ def render(readme: str) -> str:
         if not pattern.search(readme):
             continue
         body = fn()
-        body = (body if body is not None else f"_No result file yet: run the command above to produce it._") + "\n"
+        body = (body if body is not None else "_No result file yet: run the command above to produce it._") + "\n"
         readme = pattern.sub(lambda m: m.group(1) + body + m.group(3), readme)
     return readme
 

@@ -230,6 +230,17 @@ def validate_adjacency(adj, n_max: int | None = None, index: int | None = None) 
     return adj.astype(np.uint8)
 
 
+def pad_dense(adjs: Sequence[np.ndarray], n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Adjacencies zero-padded to a common size: (float32[G, n_max, n_max], bool[G, n_max] node mask)."""
+    sizes = np.array([np.shape(a)[0] for a in adjs], np.int64)
+    if sizes.size and sizes.max() > n_max:
+        raise ValueError(f"graph {int(sizes.argmax())} has {int(sizes.max())} nodes > n_max = {n_max}")
+    dense = np.zeros((len(adjs), n_max, n_max), np.float32)
+    for i, (a, n) in enumerate(zip(adjs, sizes)):
+        dense[i, :n, :n] = a
+    return dense, np.arange(n_max)[None, :] < sizes[:, None]
+
+
 def max_edges_per_batch(adjs: Sequence[np.ndarray], batch_size: int) -> int:
     """Directed edges of the ``batch_size`` densest graphs: a budget no batch can exceed.
 
@@ -311,9 +322,7 @@ class GraphBatcher:
         self.n_graph = self.batch_size + 1
         self.sizes = np.array([a.shape[0] for a in self.adjs], np.int32)
         self._graphs = [graphs.from_adjacency(a) for a in self.adjs]
-        self._dense = np.zeros((self.num_graphs, self.n_max, self.n_max), np.float32)
-        for i, a in enumerate(self.adjs):
-            self._dense[i, : a.shape[0], : a.shape[0]] = a
+        self._dense, _ = pad_dense(self.adjs, self.n_max)
         self._perm_cache: tuple[tuple[int, int], np.ndarray] | None = None
 
     @property

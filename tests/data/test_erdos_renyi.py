@@ -162,3 +162,14 @@ def test_bad_graphs_raise_clear_errors():
         batcher.batch_at(-1, seed=0)
     with pytest.raises(ValueError, match="seed"):
         batcher.batch_at(0, seed=-3)
+
+
+def test_pad_dense_pads_blocks_and_masks_nodes():
+    adjs = [np.ones((2, 2)) - np.eye(2), np.zeros((3, 3))]
+    dense, mask = er.pad_dense(adjs, 4)
+    assert dense.shape == (2, 4, 4) and dense.dtype == np.float32
+    np.testing.assert_array_equal(dense[0, :2, :2], adjs[0])
+    assert dense[0, 2:].sum() == 0 and dense[0, :, 2:].sum() == 0
+    np.testing.assert_array_equal(mask, [[1, 1, 0, 0], [1, 1, 1, 0]])
+    with pytest.raises(ValueError, match="n_max"):
+        er.pad_dense(adjs, 2)
