@@ -258,12 +258,14 @@ def test_nll(dg: DiGress, params, key, split: qm9.QM9Split, idx: np.ndarray, bat
     return out
 
 
-def sample_molecules(dg: DiGress, params, key, num: int, batch: int, desc: str | None = None):
-    """``num`` samples as int arrays ``(X [num, 9], E [num, 9, 9], mask [num, 9])``."""
+def sample_molecules(dg: DiGress, params, key, num: int, batch: int, desc: str | None = None,
+                     model_key: str = "step"):
+    """``num`` samples as int arrays ``(X [num, 9], E [num, 9, 9], mask [num, 9])``; ``model_key``
+    as in ``DiGress.sample``. The first ``k`` samples of a key do not depend on ``num``."""
     params, key = jax.device_put((params, key), jax.local_devices()[0])
     Xs, Es, Ms = [], [], []
     for i in tqdm.trange(math.ceil(num / batch), desc=desc, leave=False, disable=desc is None, file=sys.stderr):
-        X, E, M = dg.sample(params, jax.random.fold_in(key, i), num_samples=batch)
+        X, E, M = dg.sample(params, jax.random.fold_in(key, i), num_samples=batch, model_key=model_key)
         Xs.append(np.asarray(X)), Es.append(np.asarray(E)), Ms.append(np.asarray(M))
     return np.concatenate(Xs)[:num], np.concatenate(Es)[:num], np.concatenate(Ms)[:num]
 
@@ -325,14 +327,13 @@ def training_seconds(history: list[dict]) -> float:
     return float(sum((s1 - s0) / rows[s1]["steps_per_sec"] for s0, s1 in zip([0] + steps, steps)))
 
 
-def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str], root: pathlib.Path,
-            force: bool = False) -> dict:
-    out_path = common.result_path(root / "results" / "digress_qm9", cfg, row, seed)
-    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    old = None if force else common.matching_record(out_path, cfg)
-    if old is not None:
-        print(f"[{row} seed {seed}] result exists, skipping ({out_path.name})", flush=True)
-        return old
+def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, *, force: bool = False,
+              trained_only: bool = False):
+    """Train one (row, seed), or resume it from its checkpoints (a finished run only restores).
+
+    Returns ``(dg, result, train_info, k_test, k_sample)``. ``trained_only=True`` refuses to train:
+    a run without its final checkpoint raises ``FileNotFoundError`` (for evaluation-only scripts).
+    """
     dg = build(cfg, row, data.info)
     key = jax.random.key(seed)
     k_init, k_train, k_test, k_sample = jax.random.split(key, 4)
@@ -340,6 +341,10 @@ def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str
     if m < B:
         raise ValueError(f"training subset ({m} molecules) is smaller than the batch ({B})")
     steps_per_epoch = m // B
+    workdir = root / "runs" / "digress_qm9" / common.run_dir_name(cfg, EVAL_FIELDS) / f"{row}_seed{seed}"
+    if trained_only and not (workdir / "checkpoints" / str(cfg.num_steps)).is_dir():
+        raise FileNotFoundError(f"{row} seed {seed} has no final checkpoint in {workdir}: train it first with "
+                                f"experiments/digress_qm9.py --preset {cfg.preset} --rows {row} --seeds {seed}")
 
     @functools.lru_cache(maxsize=2)
     def epoch_order(epoch: int) -> np.ndarray:
@@ -358,11 +363,10 @@ def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str
     params = init_params(dg, k_init, batch_fn(0))
     tcfg = training.TrainConfig(num_steps=cfg.num_steps, eval_every=cfg.eval_every,
                                 checkpoint_every=cfg.checkpoint_every, log_every=max(1, min(50, cfg.num_steps)))
-    workdir = root / "runs" / "digress_qm9" / common.run_dir_name(cfg, EVAL_FIELDS) / f"{row}_seed{seed}"
     if force and workdir.exists():
         shutil.rmtree(workdir)  # --force: retrain from scratch, not resume
-    env_start = _environment()
-    print(f"[{row} seed {seed}] training {cfg.num_steps} steps of batch {B} on {m} molecules "
+    action = "restoring" if (workdir / "checkpoints" / str(cfg.num_steps)).is_dir() else "training"
+    print(f"[{row} seed {seed}] {action} {cfg.num_steps} steps of batch {B} on {m} molecules "
           f"({count_params(params):,} parameters; workdir {workdir})", flush=True)
     t0 = time.time()
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=make_optimizer(cfg), batch_fn=batch_fn,
@@ -375,6 +379,20 @@ def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str
         seconds = training_seconds(result.history)
         train_info.update(wall_time_s=round(seconds, 1), wall_time_source="metrics log",
                           steps_per_second=result.step / max(seconds, 1e-9))
+    return dg, result, train_info, k_test, k_sample
+
+
+def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str], root: pathlib.Path,
+            force: bool = False) -> dict:
+    out_path = common.result_path(root / "results" / "digress_qm9", cfg, row, seed)
+    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    old = None if force else common.matching_record(out_path, cfg)
+    if old is not None:
+        print(f"[{row} seed {seed}] result exists, skipping ({out_path.name})", flush=True)
+        return old
+    env_start = _environment()
+    dg, result, train_info, k_test, k_sample = train_row(cfg, row, seed, data, root, force=force)
+    m = len(data.train_idx)
 
     t0 = time.time()
     nll = test_nll(dg, result.params, k_test, data.test, data.test_idx, cfg.eval_batch, cfg.nll_repeats,

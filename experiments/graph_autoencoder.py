@@ -61,7 +61,7 @@ import common  # experiments/common.py
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROWS = ("none", "noise", "randperm", "laplacian", "sympe_decoder", "sympe", "exact",
-        "features", "sympe_features", "exact_features")
+        "features", "sympe_features", "exact_features", "sympe_laplacian", "exact_laplacian")
 LABELS = {
     "none": "no symmetry breaking", "noise": "Gaussian noise node features",
     "randperm": "random permutation of v (no sorting)", "laplacian": "Laplacian eigenvectors (random sign/basis)",
@@ -70,6 +70,8 @@ LABELS = {
     "features": "structural features, no symmetry breaking",
     "sympe_features": "SymPE + structural features",
     "exact_features": "exact inversion kernel + structural features",
+    "sympe_laplacian": "SymPE + Laplacian eigenvectors",
+    "exact_laplacian": "exact inversion kernel + Laplacian eigenvectors",
 }
 PAPER = {"none": 3.9, "noise": 2.3, "randperm": 1.3, "laplacian": 0.98, "sympe": 0.77}
 
@@ -108,13 +110,19 @@ PRESETS = {
 # ----------------------------------------------------------------------------- encodings
 
 
-def pe_kind(row: str) -> tuple[str, str, bool]:
-    """(encoding, entry point, whether the encoder also gets the structural features) of a row."""
+def pe_kind(row: str) -> tuple[str, str, tuple[str, ...]]:
+    """(encoding, entry point, extra encoder channels) of a row.
+
+    The extra channels are ``"features"`` (``structural_channels``) or ``"laplacian"``
+    (randomized Laplacian eigenvectors, as in the ``laplacian`` row), concatenated after the
+    row's own encoding at the encoder input.
+    """
     if row == "features":
-        return "none", "encoder", True
-    if row.endswith("_features"):
-        return row.removesuffix("_features"), "encoder", True
-    return {"sympe_decoder": ("sympe", "decoder", False)}.get(row, (row, "encoder", False))
+        return "none", "encoder", ("features",)
+    for extra in ("features", "laplacian"):
+        if row.endswith("_" + extra):
+            return row.removesuffix("_" + extra), "encoder", (extra,)
+    return {"sympe_decoder": ("sympe", "decoder", ())}.get(row, (row, "encoder", ()))
 
 
 def structural_channels(adjacency, mask, cfg: Config):
@@ -167,13 +175,15 @@ class ExactRanks:
 
 def build(cfg: Config, row: str):
     model = gnn.graph_autoencoder(cfg.n_max, cfg.hidden, cfg.latent, cfg.num_layers)
-    kind, where, with_features = pe_kind(row)
+    kind, where, extras = pe_kind(row)
 
     def encoding(params, key, batch, exact_ranks):
-        pe = dense_encoding(kind, key, params.get("v"), batch.adjacency, batch.mask, exact_ranks, cfg)
-        if with_features:
-            pe = jnp.concatenate([pe, structural_channels(batch.adjacency, batch.mask, cfg)], axis=-1)
-        return pe
+        pe = [dense_encoding(kind, key, params.get("v"), batch.adjacency, batch.mask, exact_ranks, cfg)]
+        if "features" in extras:
+            pe.append(structural_channels(batch.adjacency, batch.mask, cfg))
+        if "laplacian" in extras:
+            pe.append(dense_encoding("laplacian", jax.random.fold_in(key, 1), None, batch.adjacency, batch.mask, exact_ranks, cfg))
+        return jnp.concatenate(pe, axis=-1)
 
     def forward(params, key, batch, exact_ranks):
         pe = encoding(params, key, batch, exact_ranks)

@@ -98,6 +98,10 @@ def _frac(entry) -> str:
     return "-" if entry is None else (f"{entry[0]:.3f}" if entry[1] == 0 else _fmt(*entry))
 
 
+def _frac3(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def digress_section() -> str | None:
     summary = _load(RESULTS / "digress_qm9" / "summary.json")
     if summary is None:
@@ -140,6 +144,29 @@ def digress_section() -> str | None:
     return "\n".join(lines)
 
 
+def digress_sampling_section() -> str | None:
+    study = _load(RESULTS / "digress_qm9" / "cpu_sampling.json")
+    if study is None:
+        return None
+    labels = {"step": "g~ redrawn every reverse step", "trajectory": "one model key per trajectory"}
+    lines = [f"Command: `{study['command']}` ({study['num_samples']} samples per row, model key and seed; seeds "
+             f"{study['seeds']}). Same sampling key for every entry of a seed: node counts, G_T and transition noise "
+             "are shared, so differences are paired by sample. ± = binomial standard error.", "",
+             "| row | model randomness | samples | validity | relaxed validity | uniqueness | novelty |",
+             "|---|---|---|---|---|---|---|"]
+    for name, e in study["pooled"].items():
+        row, mk = name.split("/")
+        lines.append(f"| {row} | {labels[mk] if row != 'digress' else 'none'} | {e['num_samples']} | "
+                     f"{_fmt(e['validity'], e['validity_se'])} | {_frac3(e['relaxed_validity'])} | "
+                     f"{_frac3(e['uniqueness'])} | {_frac3(e['novelty'])} |")
+    base = next(iter(study["pooled"]))
+    diffs = [(k, v) for k, v in study["paired_validity_differences"].items() if k.endswith(" - " + base)]
+    if diffs:
+        lines += ["", f"Validity minus `{base}`, paired by sample (mean ± standard error): " + "; ".join(
+            f"`{k.split(' - ')[0]}` {_fmt(*v)}" for k, v in diffs) + "."]
+    return "\n".join(lines)
+
+
 def digress_step_section() -> str | None:
     bench = _load(RESULTS / "benchmarks" / "digress_step.json")
     if bench is None:
@@ -177,6 +204,7 @@ SECTIONS: dict[str, Callable[[], str | None]] = {
     "ising": ising_section,
     "graph_autoencoder": graph_autoencoder_section,
     "digress": digress_section,
+    "digress_sampling": digress_sampling_section,
     "digress_step": digress_step_section,
 }
 

@@ -111,7 +111,7 @@ class DiGress:
         # The public functions: jitted closures over this instance (``.lower`` etc. work).
         set_("training_loss", jax.jit(self._training_loss))
         set_("nll", jax.jit(self._nll))
-        set_("sample", jax.jit(self._sample, static_argnames="num_samples"))
+        set_("sample", jax.jit(self._sample, static_argnames=("num_samples", "model_key")))
 
     @property
     def T(self) -> int:
@@ -210,16 +210,25 @@ class DiGress:
 
     # ------------------------------------------------------------------ sampling
 
-    def _sample(self, params, key: jax.Array, num_samples: int, n_nodes: jax.Array | None = None
-               ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def _sample(self, params, key: jax.Array, num_samples: int, n_nodes: jax.Array | None = None,
+                model_key: str = "step") -> tuple[jax.Array, jax.Array, jax.Array]:
         """Ancestral sampling: N ~ histogram (or ``n_nodes`` int[num_samples]), G_T ~ limit, then
         T denoising steps in one ``lax.scan``.
+
+        ``model_key`` (static) says how the denoiser's own randomness (SymPE's tie-breaking,
+        noise channels) is drawn: ``"step"``, a fresh key at every reverse step; ``"trajectory"``,
+        one key per sample for the whole trajectory (tied nodes keep their relative order
+        from step to step while they stay tied; the noise channels stay fixed). Either way the
+        sampler's law is permutation-equivariant; the transition noise is fresh at every step.
 
         Returns ``(X int32[B, n_max], E int32[B, n_max, n_max], node_mask bool[B, n_max])`` with
         -1 on padding and 0 on the diagonal (:func:`.dense.decode`). The network runs without
         dropout; ``num_samples`` is static.
         """
+        if model_key not in ("step", "trajectory"):
+            raise ValueError(f"model_key must be 'step' or 'trajectory', got {model_key!r}")
         k_n, k_prior, k_loop = jax.random.split(key, 3)
+        k_model = jax.random.fold_in(key, 1)    # (not a fourth split: keeps the "step" samples of a key)
         if n_nodes is None:
             counts = sampling.sample_node_counts(k_n, self.n_nodes_histogram, num_samples)
         else:
@@ -232,6 +241,8 @@ class DiGress:
             X_t, E_t = carry
             t = jnp.full((num_samples,), s + 1, jnp.int32)
             k_net, k_step = jax.random.split(jax.random.fold_in(k_loop, s))
+            if model_key == "trajectory":
+                k_net = k_model
             X_logits, E_logits = self._denoise(params, k_net, X_t, E_t, node_mask, t, deterministic=True)
             X_s, E_s = sampling.reverse_step(k_step, jax.nn.softmax(X_logits, -1), jax.nn.softmax(E_logits, -1),
                                              X_t, E_t, node_mask, sched.betas[t], sched.alpha_bars[t - 1],

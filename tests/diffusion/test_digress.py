@@ -73,3 +73,28 @@ def test_sampler_with_a_perfect_denoiser_returns_the_target(molecules):
     exact = np.all(np.asarray(X) == X_ref, 1) & np.all(np.asarray(E) == E_ref, (1, 2))
     assert np.asarray(mask).all() and X.shape == (64, 6) and E.shape == (64, 6, 6)
     assert exact.mean() >= 0.95, exact.mean()        # z_0 ~ q(z_0 | z_1, x0): beta_0 ~ 1e-4 noise
+
+
+@pytest.mark.parametrize("model_key", ["step", "trajectory"])
+def test_sampler_model_key_is_fresh_per_step_or_fixed_per_trajectory(molecules, model_key):
+    g = molecules(2, 1, n_min=5, n_max=5)
+    hist = np.zeros(6)
+    hist[5] = 1.0
+    seen = []
+
+    def recording_denoiser(params, key, X_t, E_t, y_t, node_mask, t_over_T, *, deterministic):
+        jax.debug.callback(lambda k: seen.append(np.asarray(k).tobytes()), jax.random.key_data(key))
+        return _constant_denoiser(params, key, X_t, E_t, y_t, node_mask, t_over_T, deterministic=deterministic)
+
+    dg = DiGress(recording_denoiser, config=DiffusionConfig(T=6), n_nodes_histogram=hist)
+    dg.sample((1e4 * g.X, 1e4 * g.E), jax.random.key(0), 4, model_key=model_key)
+    jax.effects_barrier()
+    assert len(seen) == 6
+    assert len(set(seen)) == (1 if model_key == "trajectory" else 6)
+
+
+def test_sampler_rejects_an_unknown_model_key(molecules):
+    dg = DiGress(_constant_denoiser)
+    g = molecules(2, 1)
+    with pytest.raises(ValueError, match="model_key"):
+        dg.sample((g.X, g.E), jax.random.key(0), 2, model_key="graph")

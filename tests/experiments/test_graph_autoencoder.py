@@ -24,8 +24,9 @@ def test_free_embeddings_realize_small_graphs_and_count_errors():
 
 
 def test_rows_parse_into_encoding_entry_and_features():
-    assert ga.pe_kind("sympe") == ("sympe", "encoder", False)
-    assert ga.pe_kind("sympe_decoder") == ("sympe", "decoder", False)
-    assert ga.pe_kind("features") == ("none", "encoder", True)
-    assert ga.pe_kind("exact_features") == ("exact", "encoder", True)
+    assert ga.pe_kind("sympe") == ("sympe", "encoder", ())
+    assert ga.pe_kind("sympe_decoder") == ("sympe", "decoder", ())
+    assert ga.pe_kind("features") == ("none", "encoder", ("features",))
+    assert ga.pe_kind("exact_features") == ("exact", "encoder", ("features",))
+    assert ga.pe_kind("sympe_laplacian") == ("sympe", "encoder", ("laplacian",))
     assert set(ga.LABELS) == set(ga.ROWS)
