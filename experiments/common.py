@@ -15,16 +15,25 @@ from typing import Any, Callable, Mapping
 SELECTION_FIELDS = ("rows", "methods", "seeds")
 
 
-def run_config(cfg: Any, ignore: tuple[str, ...] = ()) -> dict:
-    """The config as JSON data, without the selection fields (and ``ignore``): what identifies one run."""
+def run_config(cfg: Any, ignore: tuple[str, ...] = (), late_defaults: Mapping[str, Any] | None = None) -> dict:
+    """The config as JSON data, without the selection fields (and ``ignore``): what identifies one run.
+
+    ``late_defaults`` (default: the config class's ``LATE_DEFAULTS``, a ``ClassVar`` dict) names
+    fields added after runs were recorded, with the value those runs implicitly had: a field at
+    that value is left out, so adding it changes neither old runs' identity nor their directory.
+    """
+    if late_defaults is None:
+        late_defaults = getattr(cfg, "LATE_DEFAULTS", {})
     data = json.loads(json.dumps(dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg))
-    return {k: v for k, v in data.items() if k not in SELECTION_FIELDS and k not in ignore}
+    return {k: v for k, v in data.items() if k not in SELECTION_FIELDS and k not in ignore
+            and not (k in late_defaults and v == late_defaults[k])}
 
 
 def same_run_config(recorded: Any, cfg: Any, ignore: tuple[str, ...] = ()) -> bool:
     """Whether a result file's recorded config describes a run of ``cfg`` (selection fields and
-    ``ignore`` aside)."""
-    return isinstance(recorded, dict) and run_config(recorded, ignore) == run_config(cfg, ignore)
+    ``ignore`` aside; ``cfg``'s ``LATE_DEFAULTS`` apply to both)."""
+    late = getattr(cfg, "LATE_DEFAULTS", {})
+    return isinstance(recorded, dict) and run_config(recorded, ignore, late) == run_config(cfg, ignore, late)
 
 
 def run_dir_name(cfg: Any, eval_fields: tuple[str, ...] = ()) -> str:
@@ -38,34 +47,50 @@ def run_dir_name(cfg: Any, eval_fields: tuple[str, ...] = ()) -> str:
     return f"{cfg.preset}-{digest}"
 
 
+def _type_name(annotation: Any) -> str:
+    """``"int"``, ``"tuple[str, ...]"``, ...: a field's annotation as written (string or type)."""
+    if isinstance(annotation, str):
+        return annotation
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation)
+
+
 def parse_config(config_cls: type, presets: Mapping[str, Any], argv=None, *, doc: str | None = None,
                  choices: Mapping[str, tuple[str, ...]] | None = None) -> tuple[Any, argparse.Namespace]:
     """``--preset NAME`` plus one ``--field-name VALUE`` flag per config field (tuples comma-separated).
 
     ``choices`` maps tuple fields to their allowed values (checked with a clear error).
+    ``--tag NAME`` names a variant: the config's preset becomes ``<preset>-<NAME>``, so its
+    result files, summary and run directories never overwrite the preset's own.
     """
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(presets), default=next(iter(presets)))
     parser.add_argument("--force", action="store_true", help="retrain even if a result file exists")
     parser.add_argument("--summarize-only", action="store_true",
                         help="train nothing: summarize the result files of this config that exist")
+    parser.add_argument("--tag", default=None,
+                        help="variant name: results and runs are written under <preset>-<tag> (letters, digits, -)")
     fields = [f for f in dataclasses.fields(config_cls) if f.name != "preset"]
+    types = {f.name: _type_name(f.type) for f in fields}
     for field in fields:
         flag = "--" + field.name.replace("_", "-")
-        if field.type.startswith("tuple"):
+        if types[field.name].startswith("tuple"):
             parser.add_argument(flag, type=str, default=None, help=f"comma-separated {field.name}")
         else:
-            parser.add_argument(flag, type={"int": int, "float": float, "str": str}[field.type], default=None)
+            parser.add_argument(flag, type={"int": int, "float": float, "str": str}[types[field.name]], default=None)
     args = parser.parse_args(argv)
     overrides = {}
     for field in fields:
         value = getattr(args, field.name)
         if value is None:
             continue
-        if field.type.startswith("tuple"):
-            conv = str if "str" in field.type else int
+        if types[field.name].startswith("tuple"):
+            conv = str if "str" in types[field.name] else int
             value = tuple(conv(v) for v in value.split(","))
         overrides[field.name] = value
+    if args.tag is not None:
+        if not args.tag or not all(c.isalnum() or c == "-" for c in args.tag):
+            parser.error(f"--tag must be letters, digits and '-', got {args.tag!r}")
+        overrides["preset"] = f"{args.preset}-{args.tag}"
     cfg = dataclasses.replace(presets[args.preset], **overrides)
     for name, allowed in (choices or {}).items():
         bad = set(getattr(cfg, name)) - set(allowed)

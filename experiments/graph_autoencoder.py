@@ -34,7 +34,8 @@ the test set and reported beside the ``none`` row.
 
 Runs checkpoint under runs/graph_autoencoder/<preset>-<config hash>/<row>_seed<k>/ and resume; finished runs
 (result file with the same config) are skipped. Writes results/graph_autoencoder/*.json and
-results/graph_autoencoder/reconstructions.png, learning_curves.png.
+results/graph_autoencoder/summary.json, reconstructions.png, learning_curves.png (other presets:
+with a ``<preset>_`` prefix).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import pathlib
 import platform
 import sys
 import time
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +80,8 @@ PAPER = {"none": 3.9, "noise": 2.3, "randperm": 1.3, "laplacian": 0.98, "sympe":
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    LATE_DEFAULTS: ClassVar[dict] = {"weight_decay": 0.0}   # fields added after runs were recorded
+
     preset: str = "cpu"
     dataset: str = "erdos_renyi"
     rows: tuple[str, ...] = ROWS
@@ -91,6 +95,7 @@ class Config:
     learning_rate: float = 1e-3
     warmup_steps: int = 300
     clip_norm: float = 1.0
+    weight_decay: float = 0.0       # AdamW decoupled weight decay (on every parameter)
     hidden: int = 64
     latent: int = 8
     num_layers: int = 4
@@ -297,7 +302,7 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict
                                 checkpoint_every=cfg.checkpoint_every, log_every=100,
                                 select_metric="val_bce", select_mode="min")
     optimizer = training.make_optimizer(cfg.learning_rate, cfg.num_steps, warmup_steps=cfg.warmup_steps,
-                                        clip_norm=cfg.clip_norm)
+                                        clip_norm=cfg.clip_norm, weight_decay=cfg.weight_decay)
     workdir = ROOT / "runs" / "graph_autoencoder" / common.run_dir_name(cfg) / f"{row}_seed{seed}"
     print(f"[{row} seed {seed}] training {cfg.num_steps} steps ({workdir.relative_to(ROOT)})", flush=True)
     t0 = time.time()
@@ -408,7 +413,7 @@ def aggregate(cfg: Config, records: list[dict], test_adjs, command: str) -> dict
             "free_embedding": free_embedding_error(test_adjs, cfg)}
 
 
-def plot(records: list[dict], cfg: Config, out_dir: pathlib.Path) -> None:
+def plot(records: list[dict], cfg: Config, out_dir: pathlib.Path, prefix: str = "") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -440,7 +445,7 @@ def plot(records: list[dict], cfg: Config, out_dir: pathlib.Path) -> None:
                  fontsize=9)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / "reconstructions.png", dpi=110)
+    fig.savefig(out_dir / f"{prefix}reconstructions.png", dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -456,7 +461,7 @@ def plot(records: list[dict], cfg: Config, out_dir: pathlib.Path) -> None:
         a.set_xlabel("step")
     ax[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "learning_curves.png", dpi=110)
+    fig.savefig(out_dir / f"{prefix}learning_curves.png", dpi=110)
     plt.close(fig)
 
 
@@ -477,8 +482,9 @@ def main(argv=None) -> int:
     summary["complete"] = complete
     summary["wall_time_s"] = round(time.time() - t0, 1)
     out_dir = ROOT / "results" / "graph_autoencoder"
-    training.save_json(out_dir / "summary.json", summary)
-    plot(records, cfg, out_dir)
+    prefix = "" if cfg.preset == "cpu" else f"{cfg.preset}_"
+    training.save_json(out_dir / f"{prefix}summary.json", summary)
+    plot(records, cfg, out_dir, prefix)
     print("\nrow | edge error % | F1 | paper")
     for row in cfg.rows:
         r = summary["rows"][row]

@@ -3,6 +3,7 @@
 import dataclasses
 import pathlib
 import sys
+from typing import ClassVar
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments"))
@@ -30,6 +31,20 @@ def test_changing_a_training_field_changes_the_run_identity():
     assert common.run_dir_name(base) != common.run_dir_name(other)
     assert not common.same_run_config(dataclasses.asdict(base), other)
     assert not common.same_run_config(None, base)       # a record without a config never matches
+
+
+@dataclasses.dataclass(frozen=True)
+class _LaterConfig(_Config):
+    LATE_DEFAULTS: ClassVar[dict] = {"decay": 0.0}
+    decay: float = 0.0
+
+
+def test_a_field_added_later_at_its_old_value_keeps_the_run_identity():
+    old_record = dataclasses.asdict(_Config())          # written before "decay" existed
+    assert common.run_dir_name(_LaterConfig()) == common.run_dir_name(_Config())
+    assert common.same_run_config(old_record, _LaterConfig())
+    assert not common.same_run_config(old_record, _LaterConfig(decay=0.1))
+    assert common.run_dir_name(_LaterConfig(decay=0.1)) != common.run_dir_name(_Config())
 
 
 def test_existing_records_match_on_run_config(tmp_path):
@@ -68,3 +83,14 @@ def test_collect_records_runs_or_reads_and_says_if_complete(tmp_path):
 def test_command_line_drops_flags_that_do_not_change_results():
     assert (common.command_line("ising.py", ["--preset", "cpu", "--summarize-only", "--force"])
             == "python experiments/ising.py --preset cpu")
+
+
+def test_a_tag_names_a_variant_that_never_overwrites_the_preset(tmp_path):
+    import pytest
+    presets = {"cpu": _Config()}
+    cfg, _ = common.parse_config(_Config, presets, ["--tag", "wd1", "--lr", "0.1"])
+    assert cfg.preset == "cpu-wd1" and cfg.lr == 0.1
+    assert common.result_path(tmp_path, cfg, "a", 0).name == "cpu-wd1_a_seed0.json"
+    assert common.run_dir_name(cfg).startswith("cpu-wd1-")
+    with pytest.raises(SystemExit):
+        common.parse_config(_Config, presets, ["--tag", "../x"])
