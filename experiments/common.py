@@ -113,6 +113,16 @@ def matching_record(path, cfg: Any) -> dict | None:
     return record if same_run_config(record.get("config"), cfg) else None
 
 
+def finished_run(results_dir, cfg: Any, name: str, seed: int, force: bool = False) -> tuple[pathlib.Path, dict | None]:
+    """``(result path, its record)`` of one run; the record is None when the run must (re)run:
+    no result file of this config yet, or ``force``. Says so when it skips."""
+    path = result_path(results_dir, cfg, name, seed)
+    old = None if force else matching_record(path, cfg)
+    if old is not None:
+        print(f"[{name} seed {seed}] result exists, skipping ({path.name})", flush=True)
+    return path, old
+
+
 def existing_records(results_dir, cfg: Any, names: tuple[str, ...], field: str) -> list[dict]:
     """Per-run result files ``<preset>_<name>_seed<k>.json`` written with exactly this config.
 

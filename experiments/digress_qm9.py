@@ -384,12 +384,10 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
 
 def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str], root: pathlib.Path,
             force: bool = False) -> dict:
-    out_path = common.result_path(root / "results" / "digress_qm9", cfg, row, seed)
-    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    old = None if force else common.matching_record(out_path, cfg)
+    out_path, old = common.finished_run(root / "results" / "digress_qm9", cfg, row, seed, force)
     if old is not None:
-        print(f"[{row} seed {seed}] result exists, skipping ({out_path.name})", flush=True)
         return old
+    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
     env_start = _environment()
     dg, result, train_info, k_test, k_sample = train_row(cfg, row, seed, data, root, force=force)
     m = len(data.train_idx)

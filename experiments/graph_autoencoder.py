@@ -254,12 +254,10 @@ def load_splits(cfg: Config):
 
 
 def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict:
-    out_path = common.result_path(ROOT / "results" / "graph_autoencoder", cfg, row, seed)
-    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    old = None if force else common.matching_record(out_path, cfg)
+    out_path, old = common.finished_run(ROOT / "results" / "graph_autoencoder", cfg, row, seed, force)
     if old is not None:
-        print(f"[{row} seed {seed}] result exists, skipping", flush=True)
         return old
+    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
     train_adjs, val_adjs, test_adjs = data
     kind = pe_kind(row)[0]
     # One edge budget for every split: the densest possible batch (smaller than the default

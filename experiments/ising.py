@@ -138,12 +138,10 @@ def summarize(ev: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def run_one(cfg: Config, method: str, seed: int, force: bool = False) -> dict:
-    out_path = common.result_path(ROOT / "results" / "ising", cfg, method, seed)
-    cfg_dict = dataclasses.asdict(cfg)
-    old = None if force else common.matching_record(out_path, cfg)
+    out_path, old = common.finished_run(ROOT / "results" / "ising", cfg, method, seed, force)
     if old is not None:
-        print(f"[{method} seed {seed}] result exists, skipping ({out_path.name})")
         return old
+    cfg_dict = dataclasses.asdict(cfg)
     L = cfg.L
     model = make_model(cfg, method)
     key = jax.random.key(seed)
