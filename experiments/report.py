@@ -94,6 +94,32 @@ def graph_autoencoder_section() -> str | None:
     return "\n".join(lines)
 
 
+def graph_autoencoder_variants_section() -> str | None:
+    """Single runs of other configurations (``--tag`` variants, other presets) beside the cpu
+    preset's run of the same row and seed."""
+    summary = _load(RESULTS / "graph_autoencoder" / "summary.json")
+    paths = sorted(p for p in (RESULTS / "graph_autoencoder").glob("*_seed*.json") if not p.name.startswith("cpu_"))
+    if summary is None or not paths:
+        return None
+    base = {k: v for k, v in summary["config"].items() if k not in ("preset", "rows", "seeds")}
+    lines = ["| configuration | changed from `cpu` | command | row | seed | test edge error % | train-subset % | "
+             "`cpu` preset, same row and seed |", "|---|---|---|---|---|---|---|---|"]
+    for path in paths:
+        rec = _load(path)
+        cfg = rec["config"]
+        changed = {k: v for k, v in cfg.items() if k in base and v != base[k]}
+        preset, _, tag = cfg["preset"].partition("-")
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
+        command = (f"python experiments/graph_autoencoder.py --preset {preset}" + (f" --tag {tag}" if tag else "")
+                   + (f" {flags}" if flags and tag else "") + f" --rows {rec['row']} --seeds {rec['seed']}")
+        ref = _load(RESULTS / "graph_autoencoder" / f"cpu_{rec['row']}_seed{rec['seed']}.json")
+        lines.append(f"| `{cfg['preset']}` | {', '.join(f'{k} = {v}' for k, v in changed.items()) or '-'} | "
+                     f"`{command}` | {rec['row']} | {rec['seed']} | {rec['test']['edge_error_pct']:.2f} | "
+                     f"{rec['train_subset']['edge_error_pct']:.2f} | "
+                     f"{'-' if ref is None else format(ref['test']['edge_error_pct'], '.2f')} |")
+    return "\n".join(lines)
+
+
 def _frac(entry) -> str:
     return "-" if entry is None else (f"{entry[0]:.3f}" if entry[1] == 0 else _fmt(*entry))
 
@@ -203,6 +229,7 @@ SECTIONS: dict[str, Callable[[], str | None]] = {
     "canonicalization": canonicalization_section,
     "ising": ising_section,
     "graph_autoencoder": graph_autoencoder_section,
+    "graph_autoencoder_variants": graph_autoencoder_variants_section,
     "digress": digress_section,
     "digress_sampling": digress_sampling_section,
     "digress_step": digress_step_section,

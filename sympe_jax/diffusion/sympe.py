@@ -57,7 +57,12 @@ Randomness and the key (how SymPE enters training, the NLL and sampling):
   itself an upper bound on that model's NLL. It is therefore conservative for SymPE and for
   noise alike; with no ties (and for ``"none"``) it equals the usual estimate.
 * **Sampling:** ``DiGress.sample`` gives the denoiser a fresh key at every reverse step, so
-  g~ is re-drawn from the current noisy graph at every step.
+  g~ is re-drawn from the current noisy graph at every step (``model_key="step"``). With
+  ``model_key="trajectory"`` the key is fixed for the whole trajectory: g~ still sorts the
+  current noisy graph, but tied nodes are ordered by the same per-node tie-break draw at every
+  step. Each step's g~ has the same law either way, so the reported NLL (per-term single
+  samples) is an unbiased estimate of ``E_key[bound(key)]`` for both samplers, hence, in
+  expectation, an upper bound on the NLL of either.
 
 Equivariance (tested in ``tests/diffusion/test_sympe.py``): with an exactly equivariant
 backbone (DiGress's extra features without eigenvectors), permuting the noisy graph permutes

@@ -38,3 +38,22 @@ def test_render_replaces_only_marked_sections(tmp_path, monkeypatch):
     out = report.render(readme)
     assert out.startswith("intro\n") and out.endswith("tail\n") and "stale" not in out
     assert "No result file yet" in out
+
+
+def test_autoencoder_variants_sit_beside_the_preset_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    d = tmp_path / "graph_autoencoder"
+    d.mkdir()
+    base = {"preset": "cpu", "rows": ["sympe"], "seeds": [0], "latent": 8, "learning_rate": 1e-3}
+    (d / "summary.json").write_text(json.dumps({"config": base}))
+    assert report.graph_autoencoder_variants_section() is None                  # no variant yet
+
+    def record(preset, latent, error):
+        return {"row": "sympe", "seed": 0, "config": {**base, "preset": preset, "latent": latent},
+                "test": {"edge_error_pct": error}, "train_subset": {"edge_error_pct": error / 2}}
+    (d / "cpu_sympe_seed0.json").write_text(json.dumps(record("cpu", 8, 1.3)))
+    (d / "cpu-lat16_sympe_seed0.json").write_text(json.dumps(record("cpu-lat16", 16, 1.0)))
+    text = report.graph_autoencoder_variants_section()
+    assert "--preset cpu --tag lat16 --latent 16 --rows sympe --seeds 0" in text
+    assert "| latent = 16 |" in text and "| 1.00 | 0.50 | 1.30 |" in text
+    assert text.count("\n") == 2                                                   # the preset's own run is no variant
