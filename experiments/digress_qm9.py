@@ -427,20 +427,25 @@ def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str
 # ----------------------------------------------------------------------------- summary and figure
 
 
-def _paired_differences(cfg: Config, records: list[dict]) -> dict[str, list[float]]:
-    """``{"b - a": [mean, standard error]}``: test NLL of row b minus that of an earlier row a, for
-    every pair, paired by molecule within a seed (rows of one seed share every t and z_t)."""
+def _paired_differences(cfg: Config, records: list[dict]) -> tuple[dict[str, list[float]], dict[str, dict]]:
+    """Test NLL of row b minus that of an earlier row a, for every pair, paired by molecule within
+    a seed (rows of one seed share every t and z_t): ``({"b - a": [mean, standard error]}`` pooled
+    over the seeds both rows have, ``{"b - a": {seed: [mean, standard error]}})``."""
     by_key = {(r["row"], r["seed"]): np.asarray(r["test_nll"].get("per_molecule", []), float) for r in records}
-    out = {}
+
+    def mean_se(d: np.ndarray) -> list[float]:
+        return [float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))]
+
+    pooled, per_seed = {}, {}
     for i, a in enumerate(cfg.rows):
         for b in cfg.rows[i + 1:]:
-            diffs = [by_key[(b, s)] - by_key[(a, s)] for s in cfg.seeds
+            diffs = {s: by_key[(b, s)] - by_key[(a, s)] for s in cfg.seeds
                      if (a, s) in by_key and (b, s) in by_key and len(by_key[(a, s)])
-                     and len(by_key[(a, s)]) == len(by_key[(b, s)])]
+                     and len(by_key[(a, s)]) == len(by_key[(b, s)])}
             if diffs:
-                d = np.concatenate(diffs)
-                out[f"{b} - {a}"] = [float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))]
-    return out
+                pooled[f"{b} - {a}"] = mean_se(np.concatenate(list(diffs.values())))
+                per_seed[f"{b} - {a}"] = {str(s): mean_se(d) for s, d in diffs.items()}
+    return pooled, per_seed
 
 
 def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
@@ -458,11 +463,11 @@ def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
             v = np.array([np.nan if r["metrics"][k] is None else r["metrics"][k] for r in rs], float)
             entry[k] = [float(np.nanmean(v)), float(np.nanstd(v))] if np.isfinite(v).any() else None
         rows[row] = entry
-    paired = _paired_differences(cfg, records)
+    paired, paired_per_seed = _paired_differences(cfg, records)
     for row in cfg.rows[1:]:
         if f"{row} - {cfg.rows[0]}" in paired:
             rows[row]["nll_minus_baseline"], rows[row]["baseline"] = paired[f"{row} - {cfg.rows[0]}"], cfg.rows[0]
-    return {"paired_nll_differences": paired, "preset": cfg.preset, "command": command, "config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
+    return {"paired_nll_differences": paired, "paired_nll_differences_per_seed": paired_per_seed, "preset": cfg.preset, "command": command, "config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
             "order": list(cfg.rows), "rows": rows,
             "notes": "test NLL: nats per molecule (heavy-atom graph), one (t, z_t, g~) draw per molecule and "
                      "repeat; mean ± std over seeds. Validity etc. are fractions in [0, 1]."}

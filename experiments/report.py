@@ -133,11 +133,16 @@ def digress_section() -> str | None:
     if summary is None:
         return None
     cfg = summary["config"]
-    seeds = summary["seeds"]
     partial = "" if summary.get("complete", True) else (
         "**Partial: not every row and seed has finished; the seeds column says what each row holds.** ")
-    spread = ("± = std over seeds" if len(seeds) > 1 else
-              "one seed, so ± is the standard error of the mean over test molecules, not a seed spread")
+    counts = {len(r["seeds"]) for r in summary["rows"].values()}
+    if counts == {1}:
+        spread = "one seed, so ± is the standard error of the mean over test molecules, not a seed spread"
+    elif 1 in counts:
+        spread = ("± = std over seeds for rows with several seeds; for one-seed rows, the standard error of the "
+                  "mean over test molecules")
+    else:
+        spread = "± = std over seeds"
     lines = [f"{partial}Preset `{summary['preset']}`: {cfg['num_train'] or 'all'} training molecules, "
              f"{cfg['n_layers']} layers (dx {cfg['dx']}), T = {cfg['T']}, {cfg['num_steps']} steps of batch "
              f"{cfg['batch_size']}; test NLL (nats per molecule, {cfg['num_test'] or 'all'} test molecules; "
@@ -161,6 +166,13 @@ def digress_section() -> str | None:
         lines += ["", "Test NLL differences paired by molecule (mean ± standard error, nats): " + "; ".join(
             f"{labels[a]} − {labels[b]}: {_fmt(*v, 2)}"
             for a, b, v in ((*k.split(" - "), v) for k, v in paired.items())) + "."]
+    per_seed = {k: v for k, v in summary.get("paired_nll_differences_per_seed", {}).items() if len(v) > 1}
+    if per_seed:
+        labels = {row: summary["rows"][row]["label"] for row in summary["order"]}
+        lines += ["", "Per training seed (a check that a difference survives retraining, which the standard errors "
+                  "above do not include): " + "; ".join(
+                      f"{labels[a]} − {labels[b]}: " + ", ".join(f"seed {s} {_fmt(*d, 2)}" for s, d in v.items())
+                      for a, b, v in ((*k.split(" - "), v) for k, v in per_seed.items())) + "."]
     ties = summary.get("ties", {})
     if ties:
         lines += ["", "Ties of the SymPE score (nodes left for the random tie-break): " + "; ".join(

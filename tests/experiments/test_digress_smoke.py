@@ -73,9 +73,15 @@ def test_training_seconds_counts_each_logged_step_once():
 
 
 def test_paired_differences_are_later_row_minus_earlier_row():
-    cfg, _ = dq.parse_args(["--preset", "cpu", "--rows", "digress,sympe", "--seeds", "0"])
+    cfg, _ = dq.parse_args(["--preset", "cpu", "--rows", "digress,sympe", "--seeds", "0,1"])
     recs = [{"row": "digress", "seed": 0, "test_nll": {"per_molecule": [10.0, 12.0, 11.0]}},
-            {"row": "sympe", "seed": 0, "test_nll": {"per_molecule": [9.0, 11.5, 10.0]}}]
-    out = dq._paired_differences(cfg, recs)
+            {"row": "sympe", "seed": 0, "test_nll": {"per_molecule": [9.0, 11.5, 10.0]}},
+            {"row": "digress", "seed": 1, "test_nll": {"per_molecule": [10.0, 10.0, 10.0]}},
+            {"row": "sympe", "seed": 1, "test_nll": {"per_molecule": [11.0, 10.0, 11.0]}}]
+    out, per_seed = dq._paired_differences(cfg, recs)
     assert list(out) == ["sympe - digress"]
-    np.testing.assert_allclose(out["sympe - digress"][0], -2.5 / 3)
+    np.testing.assert_allclose(out["sympe - digress"][0], (-2.5 + 2.0) / 6)      # pooled over molecules and seeds
+    np.testing.assert_allclose(per_seed["sympe - digress"]["0"][0], -2.5 / 3)
+    np.testing.assert_allclose(per_seed["sympe - digress"]["1"][0], 2.0 / 3)
+    out, per_seed = dq._paired_differences(cfg, recs[:3])                        # seed 1 lacks sympe: seed 0 only
+    assert list(per_seed["sympe - digress"]) == ["0"]
