@@ -186,11 +186,11 @@ def digress_sampling_section() -> str | None:
     study = _load(RESULTS / "digress_qm9" / "cpu_sampling.json")
     if study is None:
         return None
-    labels = {"step": "g~ redrawn every reverse step", "trajectory": "one model key per trajectory"}
+    labels = {"step": "redrawn at every reverse step", "trajectory": "drawn once per trajectory"}
     lines = [f"Command: `{study['command']}` ({study['num_samples']} samples per row, model key and seed; seeds "
              f"{study['seeds']}). Same sampling key for every entry of a seed: node counts, G_T and transition noise "
              "are shared, so differences are paired by sample. ± = binomial standard error.", "",
-             "| row | model randomness | samples | validity | relaxed validity | uniqueness | novelty |",
+             "| row | model randomness (g~ tie-breaks, noise channels) | samples | validity | relaxed validity | uniqueness | novelty |",
              "|---|---|---|---|---|---|---|"]
     for name, e in study["pooled"].items():
         row, mk = name.split("/")
@@ -202,6 +202,11 @@ def digress_sampling_section() -> str | None:
     if diffs:
         lines += ["", f"Validity minus `{base}`, paired by sample (mean ± standard error): " + "; ".join(
             f"`{k.split(' - ')[0]}` {_fmt(*v)}" for k, v in diffs) + "."]
+    within = [(k, v) for k, v in study["paired_validity_differences"].items()
+              if k.split(" - ")[0].split("/")[0] == k.split(" - ")[1].split("/")[0]]
+    if within:
+        lines += ["", "Once per trajectory minus at every step, same row: " + "; ".join(
+            f"`{k.split('/')[0]}` {_fmt(*v, 4)}" for k, v in within) + "."]
     return "\n".join(lines)
 
 
