@@ -15,13 +15,16 @@ counts, the prior draw G_T and the transition noise: validity differences are pa
 
     python experiments/digress_sampling.py --preset cpu --rows digress,noise,sympe,sympe_edges --num-samples 4096
 
-Writes results/digress_qm9/<preset>_sampling.json (the README's sampling table).
+Writes results/digress_qm9/<preset>_sampling.json (the README's sampling table). Entries already
+in that file (same config and number of samples) are reused, so adding a seed samples only the
+new runs; runs not trained yet are skipped and listed under ``not_trained``.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import pathlib
 import sys
@@ -58,6 +61,7 @@ def binomial_se(p: float, n: int) -> float:
 def summarize(results: dict, rows: tuple[str, ...], model_keys: tuple[str, ...]) -> dict:
     """Per (row, model key): metrics pooled over seeds; paired validity differences between
     every two (row, model key) entries (pooled over seeds, paired within a seed)."""
+    results = {r: results.get(r, {}) for r in rows}
     entries = [(r, k) for r in rows for k in model_keys if any(k in results[r][s] for s in results[r])]
     pooled = {}
     for row, mk in entries:
@@ -80,6 +84,18 @@ def summarize(results: dict, rows: tuple[str, ...], model_keys: tuple[str, ...])
     return {"pooled": pooled, "paired_validity_differences": diffs}
 
 
+def previous_runs(path: pathlib.Path, cfg) -> dict:
+    """``{row: {seed: {model_key: run}}}`` already in the study file ``path`` if it was written
+    with the same run config and number of samples (else empty): adding a seed or a row samples
+    only what is new."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    if old.get("num_samples") != cfg.num_samples or old.get("config") != common.run_config(cfg):
+        return {}
+    return {row: {int(s): dict(v) for s, v in per.items()} for row, per in old.get("runs", {}).items()}
+
+
 def parse_args(argv=None):
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--model-keys", default=",".join(MODEL_KEYS),
@@ -100,11 +116,22 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
     t0 = time.time()
     data = dq.load_data(cfg)
     train_smiles = qm9.train_smiles(source=data.source)
-    results: dict = {}
+    path = root / "results" / "digress_qm9" / f"{cfg.preset}_sampling.json"
+    results = previous_runs(path, cfg)     # every row and seed sampled so far (all are saved)
+    missing: list[str] = []
     for row, seed in itertools.product(cfg.rows, cfg.seeds):
-        dg, result, _, _, k_sample = dq.train_row(cfg, row, seed, data, root, trained_only=True)
         keys = model_keys if dq.MODE[row] != "none" else ("step",)   # no model randomness: one entry
-        for mk in keys:
+        todo = [mk for mk in keys if mk not in results.get(row, {}).get(seed, {})]
+        if not todo:
+            print(f"[{row} seed {seed}] sampled before with this config, reusing", flush=True)
+            continue
+        try:
+            dg, result, _, _, k_sample = dq.train_row(cfg, row, seed, data, root, trained_only=True)
+        except FileNotFoundError as err:
+            print(f"skipped: {err}", flush=True)
+            missing.append(f"{row} seed {seed}")
+            continue
+        for mk in todo:
             t1 = time.time()
             X, E, mask = dq.sample_molecules(dg, result.params, k_sample, cfg.num_samples, cfg.sample_batch,
                                              desc=f"{row} seed {seed}: {mk}", model_key=mk)
@@ -115,12 +142,12 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
             s = m.scalars()
             print(f"[{row} seed {seed} {mk}] validity {s['validity']:.4f} relaxed {s['relaxed_validity']:.4f} "
                   f"unique {s['uniqueness']:.4f} ({seconds:.0f}s)", flush=True)
-    summary = summarize(results, cfg.rows, model_keys)
+    chosen = {r: {s: v for s, v in per.items() if s in cfg.seeds} for r, per in results.items() if r in cfg.rows}
+    summary = summarize(chosen, cfg.rows, model_keys)
     out = {"preset": cfg.preset, "command": command, "config": common.run_config(cfg), "rows": list(cfg.rows),
            "seeds": list(cfg.seeds), "model_keys": list(model_keys), "num_samples": cfg.num_samples,
-           **summary, "runs": {r: {str(s): v for s, v in per.items()} for r, per in results.items()},
+           "not_trained": missing, **summary, "runs": {r: {str(s): v for s, v in per.items()} for r, per in results.items()},
            "wall_time_s": round(time.time() - t0, 1)}
-    path = root / "results" / "digress_qm9" / f"{cfg.preset}_sampling.json"
     training.save_json(path, out)
     print("\nrow/model key | samples | validity ± SE | relaxed | unique | novel")
     for name, e in summary["pooled"].items():

@@ -60,3 +60,15 @@ def test_report_renders_the_study(tmp_path, monkeypatch):
     text = report.digress_sampling_section()
     assert "| sympe | redrawn at every reverse step | 4 | 0.500 ± 0.250 |" in text
     assert "`sympe/step` -0.250 ± 0.250" in text
+
+
+def test_previous_runs_are_reused_only_for_the_same_config(tmp_path):
+    cfg, _, _ = ds.parse_args(["--preset", "smoke", "--num-samples", "4"])
+    path = tmp_path / "smoke_sampling.json"
+    assert ds.previous_runs(path, cfg) == {}
+    runs = {"digress": {"0": {"step": _run([1, 0, 1, 1])}}}
+    path.write_text(json.dumps({"num_samples": 4, "config": ds.common.run_config(cfg), "runs": runs}))
+    assert list(ds.previous_runs(path, cfg)["digress"]) == [0]
+    cfg8, _, _ = ds.parse_args(["--preset", "smoke", "--num-samples", "8"])
+    assert ds.previous_runs(path, cfg8) == {}                   # other sample count: sample again
+    assert ds.summarize({}, ("digress",), ("step",))["pooled"] == {}
