@@ -454,7 +454,8 @@ def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
         rs = [r for r in records if r["row"] == row]
         entry = {"label": LABELS[row], "paper_nll": PAPER_NLL.get(row), "seeds": [r["seed"] for r in rs],
                  "train_wall_time_s": float(np.mean([r["train"]["wall_time_s"] for r in rs])),
-                 "per_seed_nll": [r["test_nll"]["nll"] for r in rs]}
+                 "per_seed_nll": [r["test_nll"]["nll"] for r in rs],
+                 "per_seed_validity": [r["metrics"]["validity"] for r in rs]}
         for k in NLL_TERMS:
             v = np.array([r["test_nll"][k] for r in rs])
             entry[k] = [float(v.mean()), float(v.std())]

@@ -149,7 +149,7 @@ def digress_section() -> str | None:
              f"{spread}); metrics on {cfg['num_samples']} samples. Command: `{summary['command']}`. "
              "The paper's NLLs are at its own (full) budget and T = 500, so only the ordering compares. "
              "The paired difference uses the same t and z_t per molecule in every row (± = its standard error).", "",
-             "| method | seeds | test NLL (ours) | NLL minus first row, paired by molecule | validity | "
+             "| method | seeds | test NLL (ours; per seed) | NLL minus first row, paired by molecule | validity (per seed) | "
              "relaxed validity | uniqueness | novelty | train time (s) | test NLL (paper) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in summary["order"]:
@@ -157,7 +157,14 @@ def digress_section() -> str | None:
         nll = r["nll"] if len(r["seeds"]) > 1 else [r["nll"][0], r["nll_sem_within_seed"]]
         paper = "-" if r["paper_nll"] is None else f"{r['paper_nll']}"
         diff = "-" if "nll_minus_baseline" not in r else _fmt(*r["nll_minus_baseline"], 2)
-        lines.append(f"| {r['label']} | {len(r['seeds'])} | {_fmt(*nll, 2)} | {diff} | {_frac(r['validity'])} | "
+        if len(r["seeds"]) > 1 and "per_seed_validity" in r:     # mixed seed counts: show every seed
+            per = lambda xs, d: " (" + ", ".join(f"{x:.{d}f}" for x in xs) + ")"  # noqa: E731
+            nll_cell = _fmt(*nll, 2) + per(r["per_seed_nll"], 2)
+            validity_cell = _frac(r["validity"]) + per(r["per_seed_validity"], 3)
+        else:
+            nll_cell, validity_cell = _fmt(*nll, 2), _frac(r["validity"])
+        seeds_cell = ", ".join(str(x) for x in r["seeds"])
+        lines.append(f"| {r['label']} | {seeds_cell} | {nll_cell} | {diff} | {validity_cell} | "
                      f"{_frac(r['relaxed_validity'])} | {_frac(r['uniqueness'])} | {_frac(r['novelty'])} | "
                      f"{r['train_wall_time_s']:.0f} | {paper} |")
     paired = summary.get("paired_nll_differences", {})
