@@ -197,17 +197,20 @@ def digress_sampling_section() -> str | None:
     lines = [f"Command: `{study['command']}` ({study['num_samples']} samples per row, model key and seed; seeds "
              f"{study['seeds']}). Same sampling key for every entry of a seed: node counts, G_T and transition noise "
              "are shared, so differences are paired by sample. ± = binomial standard error.", "",
-             "| row | model randomness (g~ tie-breaks, noise channels) | samples | validity | relaxed validity | uniqueness | novelty |",
-             "|---|---|---|---|---|---|---|"]
+             "| row | model randomness (g~ tie-breaks, noise channels) | seeds | samples | validity | relaxed validity | "
+             "uniqueness | novelty |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, e in study["pooled"].items():
         row, mk = name.split("/")
-        lines.append(f"| {row} | {labels[mk] if row != 'digress' else 'none'} | {e['num_samples']} | "
+        lines.append(f"| {row} | {labels[mk] if row != 'digress' else 'none'} | "
+                     f"{', '.join(str(x) for x in e['seeds'])} | {e['num_samples']} | "
                      f"{_fmt(e['validity'], e['validity_se'])} | {_frac3(e['relaxed_validity'])} | "
                      f"{_frac3(e['uniqueness'])} | {_frac3(e['novelty'])} |")
     base = next(iter(study["pooled"]))
     diffs = [(k, v) for k, v in study["paired_validity_differences"].items() if k.endswith(" - " + base)]
     if diffs:
-        lines += ["", f"Validity minus `{base}`, paired by sample (mean ± standard error): " + "; ".join(
+        lines += ["", f"Validity minus `{base}`, paired by sample over the seeds both have (mean ± standard error): "
+                  + "; ".join(
             f"`{k.split(' - ')[0]}` {_fmt(*v)}" for k, v in diffs) + "."]
     within = [(k, v) for k, v in study["paired_validity_differences"].items()
               if k.split(" - ")[0].split("/")[0] == k.split(" - ")[1].split("/")[0]]

@@ -58,7 +58,7 @@ def test_report_renders_the_study(tmp_path, monkeypatch):
     (tmp_path / "digress_qm9").mkdir()
     (tmp_path / "digress_qm9" / "cpu_sampling.json").write_text(json.dumps(study))
     text = report.digress_sampling_section()
-    assert "| sympe | redrawn at every reverse step | 4 | 0.500 ± 0.250 |" in text
+    assert "| sympe | redrawn at every reverse step | 0 | 4 | 0.500 ± 0.250 |" in text
     assert "`sympe/step` -0.250 ± 0.250" in text
 
 
