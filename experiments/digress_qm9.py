@@ -342,7 +342,7 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
         raise ValueError(f"training subset ({m} molecules) is smaller than the batch ({B})")
     steps_per_epoch = m // B
     workdir = root / "runs" / "digress_qm9" / common.run_dir_name(cfg, EVAL_FIELDS) / f"{row}_seed{seed}"
-    if trained_only and not (workdir / "checkpoints" / str(cfg.num_steps)).is_dir():
+    if trained_only and not training.has_checkpoint(workdir, cfg.num_steps):
         raise FileNotFoundError(f"{row} seed {seed} has no final checkpoint in {workdir}: train it first with "
                                 f"experiments/digress_qm9.py --preset {cfg.preset} --rows {row} --seeds {seed}")
 
@@ -365,7 +365,7 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
                                 checkpoint_every=cfg.checkpoint_every, log_every=max(1, min(50, cfg.num_steps)))
     if force and workdir.exists():
         shutil.rmtree(workdir)  # --force: retrain from scratch, not resume
-    action = "restoring" if (workdir / "checkpoints" / str(cfg.num_steps)).is_dir() else "training"
+    action = "restoring" if training.has_checkpoint(workdir, cfg.num_steps) else "training"
     print(f"[{row} seed {seed}] {action} {cfg.num_steps} steps of batch {B} on {m} molecules "
           f"({count_params(params):,} parameters; workdir {workdir})", flush=True)
     t0 = time.time()

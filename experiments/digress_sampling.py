@@ -65,10 +65,11 @@ def summarize(results: dict, rows: tuple[str, ...], model_keys: tuple[str, ...])
     entries = [(r, k) for r in rows for k in model_keys if any(k in results[r][s] for s in results[r])]
     pooled = {}
     for row, mk in entries:
-        runs = [results[row][s][mk] for s in sorted(results[row]) if mk in results[row][s]]
+        seeds = [s for s in sorted(results[row]) if mk in results[row][s]]
+        runs = [results[row][s][mk] for s in seeds]
         n = sum(r["metrics"]["num_graphs"] for r in runs)
         valid = np.concatenate([validity_flags(r["smiles"]) for r in runs])
-        entry = {"seeds": [s for s in sorted(results[row]) if mk in results[row][s]], "num_samples": n,
+        entry = {"seeds": seeds, "num_samples": n,
                  "validity": float(valid.mean()), "validity_se": binomial_se(float(valid.mean()), n)}
         for k in ("relaxed_validity", "uniqueness", "novelty", "valid_connected"):
             vals = [r["metrics"][k] for r in runs if r["metrics"][k] is not None]
@@ -137,9 +138,9 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
                                              desc=f"{row} seed {seed}: {mk}", model_key=mk)
             seconds = time.time() - t1
             m = molecules.evaluate(molecules.graphs_from_dense(X, E, mask), train_smiles)
-            results.setdefault(row, {}).setdefault(seed, {})[mk] = {
-                "metrics": m.scalars(), "smiles": m.smiles, "sampling_wall_time_s": round(seconds, 1)}
             s = m.scalars()
+            results.setdefault(row, {}).setdefault(seed, {})[mk] = {
+                "metrics": s, "smiles": m.smiles, "sampling_wall_time_s": round(seconds, 1)}
             print(f"[{row} seed {seed} {mk}] validity {s['validity']:.4f} relaxed {s['relaxed_validity']:.4f} "
                   f"unique {s['uniqueness']:.4f} ({seconds:.0f}s)", flush=True)
     chosen = {r: {s: v for s, v in per.items() if s in cfg.seeds} for r, per in results.items() if r in cfg.rows}

@@ -107,6 +107,7 @@ __all__ = [
     "shard_batch",
     "read_log",
     "save_json",
+    "has_checkpoint",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -310,6 +311,12 @@ def make_optimizer(
 
 # --------------------------------------------------------------------------------------
 # Small helpers: files and sharding.
+
+
+def has_checkpoint(workdir: str | os.PathLike, step: int) -> bool:
+    """Whether ``workdir`` holds a finished checkpoint of ``step`` (``workdir/checkpoints/<step>/``;
+    orbax writes to a temporary directory and renames it when the step is complete)."""
+    return (Path(workdir) / CHECKPOINT_SUBDIR / str(step)).is_dir()
 
 
 def save_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:

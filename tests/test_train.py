@@ -117,6 +117,7 @@ def test_resume_after_kill_is_exact(tmp_path, key):
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "resumed", 30, key, batch_fn=killed_batch_fn, **kw)
     assert checkpoint_steps(tmp_path / "resumed") == [10, 15]
+    assert T.has_checkpoint(tmp_path / "resumed", 15) and not T.has_checkpoint(tmp_path / "resumed", 30)
     assert max(r["step"] for r in T.read_log(tmp_path / "resumed")) == 17  # rows past the checkpoint
 
     resumed = run(tmp_path / "resumed", 30, key, **kw)
