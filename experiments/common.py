@@ -99,6 +99,12 @@ def parse_config(config_cls: type, presets: Mapping[str, Any], argv=None, *, doc
     return cfg, args
 
 
+def summary_prefix(preset: str) -> str:
+    """File-name prefix of a preset's summary and figures: none for ``cpu`` (the preset the README
+    reads), ``<preset>_`` for every other one, so a ``paper`` or tagged run never replaces them."""
+    return "" if preset == "cpu" else f"{preset}_"
+
+
 def result_path(results_dir, cfg: Any, name: str, seed: int) -> pathlib.Path:
     """Where one run's result file lives: ``<results_dir>/<preset>_<name>_seed<seed>.json``."""
     return pathlib.Path(results_dir) / f"{cfg.preset}_{name}_seed{seed}.json"

@@ -49,7 +49,8 @@ finished runs (a result file with the same config) are skipped, ``--force`` retr
 results/digress_qm9/<preset>_<row>_seed<k>.json (config, seed, versions, environment, wall
 times, test NLL and its four terms, validity / relaxed validity / uniqueness / novelty, sampled
 SMILES), results/digress_qm9/summary.json and results/digress_qm9/samples.png (RDKit drawings
-of sampled molecules, one block per row). Validity follows the reference: strict validity on
+of sampled molecules, one block per row; presets other than ``cpu`` write them with a
+``<preset>_`` prefix, so the README's cpu table is never replaced). Validity follows the reference: strict validity on
 the molecule without charges; uniqueness on the relaxed-valid SMILES; novelty against the
 SMILES of the whole training split (not only the subset trained on).
 
@@ -529,7 +530,7 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
     summary["wall_time_s"] = round(time.time() - t0, 1)       # this process (summarize-only: no training)
     summary["runs_train_wall_time_s"] = round(sum(r["train"]["wall_time_s"] for r in records), 1)
     out_dir = root / "results" / "digress_qm9"
-    prefix = "" if cfg.preset in ("cpu", "paper") else f"{cfg.preset}_"
+    prefix = common.summary_prefix(cfg.preset)
     training.save_json(out_dir / f"{prefix}summary.json", summary)
     plot_samples(records, cfg, out_dir / f"{prefix}samples.png")
     print("\nrow | test NLL | validity | relaxed validity | uniqueness | novelty | paper NLL")

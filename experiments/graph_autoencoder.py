@@ -482,7 +482,7 @@ def main(argv=None) -> int:
     summary["wall_time_s"] = round(time.time() - t0, 1)       # this process (summarize-only: no training)
     summary["runs_train_wall_time_s"] = round(sum(r["train_wall_time_s"] for r in records), 1)
     out_dir = ROOT / "results" / "graph_autoencoder"
-    prefix = "" if cfg.preset == "cpu" else f"{cfg.preset}_"
+    prefix = common.summary_prefix(cfg.preset)
     training.save_json(out_dir / f"{prefix}summary.json", summary)
     plot(records, cfg, out_dir, prefix)
     print("\nrow | edge error % | F1 | paper")

@@ -20,7 +20,7 @@ a (J_x, J_y) grid at fixed h, drawn beside the true phase diagram.
 Runs are checkpointed under runs/ising/<preset>-<config hash>/<method>_seed<k>/ and resume where they stopped;
 a run whose result file exists is not trained again (--force retrains). Writes
 results/ising/<preset>_<method>_seed<k>.json, results/ising/summary.json and
-results/ising/phase_diagram.png.
+results/ising/phase_diagram.png (other presets: with a ``<preset>_`` prefix).
 """
 
 from __future__ import annotations
@@ -269,14 +269,16 @@ def main(argv=None) -> int:
     summary["wall_time_s"] = round(time.time() - t0, 1)       # this process (summarize-only: no training)
     summary["runs_train_wall_time_s"] = round(sum(r["train_wall_time_s"] for r in records), 1)
     out_dir = ROOT / "results" / "ising"
-    training.save_json(out_dir / "summary.json", summary)
-    plot_phase_diagram(records, cfg.methods, out_dir / "phase_diagram.png")
+    prefix = common.summary_prefix(cfg.preset)
+    training.save_json(out_dir / f"{prefix}summary.json", summary)
+    plot_phase_diagram(records, cfg.methods, out_dir / f"{prefix}phase_diagram.png")
     print("\nmethod | gap argmax | stripe gap argmax | stripe solved argmax | below e_inv")
     for m in cfg.methods:
         r = summary["rows"][m]
         print(f"{m:6s} | {r['gap_argmax'][0]:.4f} ± {r['gap_argmax'][1]:.4f} | {r['stripe_gap_argmax'][0]:.4f} | "
               f"{r['stripe_solved_argmax'][0]:.3f} | {r['below_e_inv_fraction'][0]:.3f}")
-    print(f"wrote {out_dir / 'summary.json'} and {out_dir / 'phase_diagram.png'} ({summary['wall_time_s']:.0f}s)")
+    print(f"wrote {out_dir / (prefix + 'summary.json')} and {out_dir / (prefix + 'phase_diagram.png')} "
+          f"({summary['wall_time_s']:.0f}s)")
     return 0
 
 

@@ -94,3 +94,9 @@ def test_a_tag_names_a_variant_that_never_overwrites_the_preset(tmp_path):
     assert common.run_dir_name(cfg).startswith("cpu-wd1-")
     with pytest.raises(SystemExit):
         common.parse_config(_Config, presets, ["--tag", "../x"])
+
+
+def test_only_the_cpu_preset_writes_the_unprefixed_summary():
+    assert common.summary_prefix("cpu") == ""
+    assert common.summary_prefix("paper") == "paper_"
+    assert common.summary_prefix("cpu-wd1") == "cpu-wd1_"
