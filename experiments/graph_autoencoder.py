@@ -335,7 +335,7 @@ def tie_orbit_agreement(adjs, cfg: Config) -> dict:
     """How often the score ties of the SymPE canonicalizer are exactly the automorphism orbits."""
     dense, mask = erdos_renyi.pad_dense(adjs, cfg.n_max)
     scores = np.asarray(jax.vmap(features.invariant_node_scores)(jnp.asarray(dense), jnp.asarray(mask)))
-    equal, extra, missing, pairs = 0, 0, 0, 0
+    equal, extra, missing, pairs, nodes, tied_nodes, orbit_nodes = 0, 0, 0, 0, 0, 0, 0
     for i, a in enumerate(adjs):
         n = len(a)
         ties = np.asarray(canonicalize.tie_groups(jnp.asarray(scores[i, :n]), atol=cfg.atol))
@@ -346,8 +346,14 @@ def tie_orbit_agreement(adjs, cfg: Config) -> dict:
         extra += int((tied & ~same & off).sum())
         missing += int((~tied & same & off).sum())
         pairs += n * (n - 1)
-    return {"graphs": len(adjs), "ties_equal_orbits": equal, "ties_equal_orbits_fraction": equal / len(adjs),
-            "tied_non_automorphic_pair_pct": 100 * extra / pairs, "untied_automorphic_pair_pct": 100 * missing / pairs}
+        nodes += n
+        tied_nodes += int((tied & off).any(axis=1).sum())
+        orbit_nodes += int((same & off).any(axis=1).sum())
+    return {"graphs": len(adjs), "atol": cfg.atol, "ties_equal_orbits": equal,
+            "ties_equal_orbits_fraction": equal / len(adjs),
+            "tied_non_automorphic_pair_pct": 100 * extra / pairs, "untied_automorphic_pair_pct": 100 * missing / pairs,
+            # nodes left to the random tie-break, and nodes with an automorphic twin (the ideal)
+            "tied_node_pct": 100 * tied_nodes / nodes, "automorphic_node_pct": 100 * orbit_nodes / nodes}
 
 
 def free_embedding_error(adjs, cfg: Config, steps: int = 3000, restarts: int = 3, seed: int = 0) -> dict:

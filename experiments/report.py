@@ -16,6 +16,8 @@ import re
 import sys
 from typing import Callable
 
+import common  # experiments/common.py
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 
@@ -81,7 +83,7 @@ def graph_autoencoder_section() -> str | None:
               "by colour refinement.",
               f"SymPE's fixed spectral score ties exactly the automorphism orbits on {ties['ties_equal_orbits']} of "
               f"{ties['graphs']} test graphs ({ties['tied_non_automorphic_pair_pct']:.3f}% of node pairs tied "
-              "without being automorphic)."]
+              "without being automorphic" + _tied_nodes(ties) + ")."]
     free = summary.get("free_embedding")
     if free:
         lines += [f"The distance decoder itself is not the limit: free {free['latent']}-dimensional latents fitted per "
@@ -94,6 +96,14 @@ def graph_autoencoder_section() -> str | None:
     return "\n".join(lines)
 
 
+def _tied_nodes(ties: dict | None) -> str:
+    """Clause on the nodes left to the random tie-break (summaries written before it was recorded have none)."""
+    if not ties or "tied_node_pct" not in ties:
+        return ""
+    return (f"; {ties['tied_node_pct']:.1f}% of nodes are in a tie group, {ties['automorphic_node_pct']:.1f}% have "
+            "an automorphic twin")
+
+
 def graph_autoencoder_variants_section() -> str | None:
     """Single runs of other configurations (``--tag`` variants, other presets) beside the cpu
     preset's run of the same row and seed."""
@@ -103,7 +113,7 @@ def graph_autoencoder_variants_section() -> str | None:
         return None
     base = {k: v for k, v in summary["config"].items() if k not in ("preset", "rows", "seeds")}
     lines = ["| configuration | changed from `cpu` | command | row | seed | test edge error % | train-subset % | "
-             "`cpu` preset, same row and seed |", "|---|---|---|---|---|---|---|---|"]
+             "`cpu` preset, same row and seed | test nodes in a SymPE tie group % |", "|---|---|---|---|---|---|---|---|---|"]
     for path in paths:
         rec = _load(path)
         cfg = rec["config"]
@@ -116,8 +126,18 @@ def graph_autoencoder_variants_section() -> str | None:
         lines.append(f"| `{cfg['preset']}` | {', '.join(f'{k} = {v}' for k, v in changed.items()) or '-'} | "
                      f"`{command}` | {rec['row']} | {rec['seed']} | {rec['test']['edge_error_pct']:.2f} | "
                      f"{rec['train_subset']['edge_error_pct']:.2f} | "
-                     f"{'-' if ref is None else format(ref['test']['edge_error_pct'], '.2f')} |")
+                     f"{'-' if ref is None else format(ref['test']['edge_error_pct'], '.2f')} | {_variant_ties(rec)} |")
     return "\n".join(lines)
+
+
+def _variant_ties(rec: dict) -> str:
+    """Tied-node % of the SymPE score at a sympe-row variant's tolerance, from its summary file."""
+    if not rec["row"].startswith("sympe"):
+        return "-"
+    preset = rec["config"]["preset"]
+    summary = _load(RESULTS / "graph_autoencoder" / f"{common.summary_prefix(preset)}summary.json")
+    ties = (summary or {}).get("tie_orbit_agreement") or {}
+    return f"{ties['tied_node_pct']:.1f}" if "tied_node_pct" in ties else "-"
 
 
 def _frac(entry) -> str:
