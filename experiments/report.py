@@ -105,29 +105,46 @@ def _tied_nodes(ties: dict | None) -> str:
 
 
 def graph_autoencoder_variants_section() -> str | None:
-    """Single runs of other configurations (``--tag`` variants, other presets) beside the cpu
-    preset's run of the same row and seed."""
+    """Runs of other configurations (``--tag`` variants, other presets), one line per configuration
+    and row (mean ± std over its seeds), beside the cpu preset's runs of the same row and seeds."""
     summary = _load(RESULTS / "graph_autoencoder" / "summary.json")
     paths = sorted(p for p in (RESULTS / "graph_autoencoder").glob("*_seed*.json") if not p.name.startswith("cpu_"))
     if summary is None or not paths:
         return None
-    base = {k: v for k, v in summary["config"].items() if k not in ("preset", "rows", "seeds")}
-    lines = ["| configuration | changed from `cpu` | command | row | seed | test edge error % | train-subset % | "
-             "`cpu` preset, same row and seed | test nodes in a SymPE tie group % |", "|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple[str, str], list[dict]] = {}
     for path in paths:
         rec = _load(path)
-        cfg = rec["config"]
+        groups.setdefault((rec["config"]["preset"], rec["row"]), []).append(rec)
+    base = {k: v for k, v in summary["config"].items() if k not in ("preset", "rows", "seeds")}
+    lines = ["| configuration | changed from `cpu` | command | row | seeds | test edge error % (per seed) | "
+             "train-subset % | `cpu` preset, same row and seeds | test nodes in a SymPE tie group % |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (_, row), recs in groups.items():
+        recs.sort(key=lambda r: r["seed"])
+        cfg = recs[0]["config"]
+        seeds = [r["seed"] for r in recs]
         changed = {k: v for k, v in cfg.items() if k in base and v != base[k]}
         preset, _, tag = cfg["preset"].partition("-")
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
         command = (f"python experiments/graph_autoencoder.py --preset {preset}" + (f" --tag {tag}" if tag else "")
-                   + (f" {flags}" if flags and tag else "") + f" --rows {rec['row']} --seeds {rec['seed']}")
-        ref = _load(RESULTS / "graph_autoencoder" / f"cpu_{rec['row']}_seed{rec['seed']}.json")
+                   + (f" {flags}" if flags and tag else "") + f" --rows {row} --seeds {','.join(map(str, seeds))}")
+        refs = [_load(RESULTS / "graph_autoencoder" / f"cpu_{row}_seed{seed}.json") for seed in seeds]
+        ref = "-" if None in refs else _seed_cell([r["test"]["edge_error_pct"] for r in refs], per_seed=False)
         lines.append(f"| `{cfg['preset']}` | {', '.join(f'{k} = {v}' for k, v in changed.items()) or '-'} | "
-                     f"`{command}` | {rec['row']} | {rec['seed']} | {rec['test']['edge_error_pct']:.2f} | "
-                     f"{rec['train_subset']['edge_error_pct']:.2f} | "
-                     f"{'-' if ref is None else format(ref['test']['edge_error_pct'], '.2f')} | {_variant_ties(rec)} |")
+                     f"`{command}` | {row} | {', '.join(map(str, seeds))} | "
+                     f"{_seed_cell([r['test']['edge_error_pct'] for r in recs])} | "
+                     f"{_seed_cell([r['train_subset']['edge_error_pct'] for r in recs], per_seed=False)} | "
+                     f"{ref} | {_variant_ties(recs[0])} |")
     return "\n".join(lines)
+
+
+def _seed_cell(values: list[float], per_seed: bool = True) -> str:
+    """'1.23' for one seed; 'mean ± std (v0, v1, ...)' (population std, as the summaries) for several."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    return _fmt(mean, std, 2) + (f" ({', '.join(f'{v:.2f}' for v in values)})" if per_seed else "")
 
 
 def _variant_ties(rec: dict) -> str:

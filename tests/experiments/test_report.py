@@ -48,12 +48,19 @@ def test_autoencoder_variants_sit_beside_the_preset_run(tmp_path, monkeypatch):
     (d / "summary.json").write_text(json.dumps({"config": base}))
     assert report.graph_autoencoder_variants_section() is None                  # no variant yet
 
-    def record(preset, latent, error):
-        return {"row": "sympe", "seed": 0, "config": {**base, "preset": preset, "latent": latent},
+    def record(preset, latent, error, seed=0):
+        return {"row": "sympe", "seed": seed, "config": {**base, "preset": preset, "latent": latent},
                 "test": {"edge_error_pct": error}, "train_subset": {"edge_error_pct": error / 2}}
     (d / "cpu_sympe_seed0.json").write_text(json.dumps(record("cpu", 8, 1.3)))
     (d / "cpu-lat16_sympe_seed0.json").write_text(json.dumps(record("cpu-lat16", 16, 1.0)))
     text = report.graph_autoencoder_variants_section()
-    assert "--preset cpu --tag lat16 --latent 16 --rows sympe --seeds 0" in text
+    assert "--preset cpu --tag lat16 --latent 16 --rows sympe --seeds 0`" in text
     assert "| latent = 16 |" in text and "| 1.00 | 0.50 | 1.30 |" in text
     assert text.count("\n") == 2                                                   # the preset's own run is no variant
+
+    # A second seed joins the same line: mean ± population std, per-seed values, the preset's seeds alike.
+    (d / "cpu_sympe_seed1.json").write_text(json.dumps(record("cpu", 8, 1.1, seed=1)))
+    (d / "cpu-lat16_sympe_seed1.json").write_text(json.dumps(record("cpu-lat16", 16, 0.8, seed=1)))
+    text = report.graph_autoencoder_variants_section()
+    assert text.count("\n") == 2 and "--rows sympe --seeds 0,1`" in text
+    assert "| 0, 1 | 0.90 ± 0.10 (1.00, 0.80) | 0.45 ± 0.05 | 1.20 ± 0.10 |" in text
