@@ -21,6 +21,12 @@ Both are pure, jit/vmap-safe, and take the PRNG key first: same key, same sample
 
 Ties are decided with a tolerance ``atol``, because scores equal in exact arithmetic differ in
 the last bits after sums taken in different orders. See :func:`tie_groups` for the exact rule.
+A tolerance well above rounding is also a legitimate design choice: tie groups depend only on
+the multiset of scores, so any ``atol`` keeps the law equivariant, and a coarser one ties
+near-equal, non-automorphic nodes too, moving the sample from a canonicalization towards a
+uniformly random permutation. That trades symmetry-breaking information for randomness, which
+can regularize a model that would otherwise memorize deterministic ranks (the graph
+autoencoder experiment measures this).
 """
 
 from __future__ import annotations
