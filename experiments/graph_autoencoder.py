@@ -21,6 +21,8 @@ breaking differs:
   (``features.structural_node_features``: random-walk return probabilities and degree). They
   give the score's information a path that carries gradient, and ``features`` separates what
   the features add from what the symmetry breaking adds.
+* ``randperm_features`` (on demand only): ``randperm`` plus the structural features, the
+  control for ``sympe_features`` (does the sort add anything to random node identities?).
 * ``sympe_laplacian``: SymPE plus the ``laplacian`` row's randomized eigenvectors at the encoder
   input (does SymPE add anything to the best fixed encoding?).
 
@@ -66,6 +68,7 @@ import common  # experiments/common.py
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROWS = ("none", "noise", "randperm", "laplacian", "sympe_decoder", "sympe", "exact",
         "features", "sympe_features", "exact_features", "sympe_laplacian")
+EXTRA_ROWS = ("randperm_features",)   # controls run on demand (--rows), not by the presets
 LABELS = {
     "none": "no symmetry breaking", "noise": "Gaussian noise node features",
     "randperm": "random permutation of v (no sorting)", "laplacian": "Laplacian eigenvectors (random sign/basis)",
@@ -75,6 +78,7 @@ LABELS = {
     "sympe_features": "SymPE + structural features",
     "exact_features": "exact inversion kernel + structural features",
     "sympe_laplacian": "SymPE + Laplacian eigenvectors",
+    "randperm_features": "random permutation of v + structural features",
 }
 PAPER = {"none": 3.9, "noise": 2.3, "randperm": 1.3, "laplacian": 0.98, "sympe": 0.77}
 
@@ -471,7 +475,7 @@ def plot(records: list[dict], cfg: Config, out_dir: pathlib.Path, prefix: str = 
 
 
 def parse_args(argv=None):
-    cfg, args = common.parse_config(Config, PRESETS, argv, doc=__doc__, choices={"rows": ROWS})
+    cfg, args = common.parse_config(Config, PRESETS, argv, doc=__doc__, choices={"rows": ROWS + EXTRA_ROWS})
     return cfg, args
 
 
