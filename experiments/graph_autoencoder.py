@@ -85,7 +85,7 @@ PAPER = {"none": 3.9, "noise": 2.3, "randperm": 1.3, "laplacian": 0.98, "sympe":
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    LATE_DEFAULTS: ClassVar[dict] = {"weight_decay": 0.0}   # fields added after runs were recorded
+    LATE_DEFAULTS: ClassVar[dict] = {"weight_decay": 0.0, "message_graph": "edges"}   # fields added after runs were recorded
 
     preset: str = "cpu"
     dataset: str = "erdos_renyi"
@@ -101,6 +101,8 @@ class Config:
     warmup_steps: int = 300
     clip_norm: float = 1.0
     weight_decay: float = 0.0       # AdamW decoupled weight decay (on every parameter)
+    message_graph: str = "edges"    # "edges": pass messages along edges; "complete": along all
+                                    # pairs, with the adjacency entry as edge feature (EGNN's benchmark)
     hidden: int = 64
     latent: int = 8
     num_layers: int = 4
@@ -234,7 +236,7 @@ def evaluate(forward, params, key, batches, exact) -> dict[str, float]:
 
 def predict_dense(forward, params, key, adjs, cfg: Config, n_edge: int) -> list[np.ndarray]:
     """Predicted 0/1 adjacency (logit > 0) for a few graphs."""
-    batcher = erdos_renyi.GraphBatcher(adjs, cfg.batch_size, cfg.n_max, n_edge=n_edge)
+    batcher = make_batcher(adjs, cfg, n_edge)
     exact = ExactRanks(adjs, cfg.n_max)
     batch = batcher.make_batch(np.arange(len(adjs)))
     ranks = exact.sample(batch.indices, np.random.default_rng(0))
@@ -252,6 +254,14 @@ def showcase_graphs(test_adjs) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- one run
 
 
+def make_batcher(adjs, cfg: Config, n_edge: int | None) -> erdos_renyi.GraphBatcher:
+    """Padded batches of ``adjs`` on the config's message graph (edges or all pairs)."""
+    if cfg.message_graph not in ("edges", "complete"):
+        raise ValueError(f"message_graph must be 'edges' or 'complete', got {cfg.message_graph!r}")
+    return erdos_renyi.GraphBatcher(adjs, cfg.batch_size, cfg.n_max, n_edge=n_edge,
+                                    complete=cfg.message_graph == "complete")
+
+
 def load_splits(cfg: Config):
     if cfg.dataset != "erdos_renyi":
         raise ValueError("only the erdos_renyi dataset is wired in this script")
@@ -267,8 +277,9 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict
     kind = pe_kind(row)[0]
     # One edge budget for every split: the densest possible batch (smaller than the default
     # B n_max (n_max - 1), which makes a step about 1.4x faster).
-    n_edge = erdos_renyi.max_edges_per_batch(list(train_adjs) + list(val_adjs) + list(test_adjs), cfg.batch_size)
-    batcher = erdos_renyi.GraphBatcher(train_adjs, cfg.batch_size, cfg.n_max, n_edge=n_edge)
+    n_edge = (None if cfg.message_graph == "complete" else
+              erdos_renyi.max_edges_per_batch(list(train_adjs) + list(val_adjs) + list(test_adjs), cfg.batch_size))
+    batcher = make_batcher(train_adjs, cfg, n_edge)
     exact_train = ExactRanks(train_adjs, cfg.n_max) if kind == "exact" else None
     forward, init = build(cfg, row)
     dummy_ranks = np.tile(np.arange(cfg.n_max, dtype=np.int32), (cfg.batch_size, 1))
@@ -284,7 +295,7 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict
         return gnn.reconstruction_loss(logits, batch.adjacency, pairs), {}
 
     def eval_batches(adjs, rng_seed):
-        b = erdos_renyi.GraphBatcher(adjs, cfg.batch_size, cfg.n_max, n_edge=n_edge)
+        b = make_batcher(adjs, cfg, n_edge)
         ex = ExactRanks(adjs, cfg.n_max) if kind == "exact" else None
         batches = list(b.iterate_once())
         rng = np.random.default_rng(rng_seed)

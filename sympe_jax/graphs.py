@@ -63,14 +63,19 @@ def validate_edges(n: int, senders, receivers, *, allow_self_loops: bool = False
         raise ValueError(f"self-loop at node {i}: graphs here are simple (pass allow_self_loops=True to permit)")
 
 
-def from_adjacency(adj, nodes=None, *, allow_self_loops: bool = False) -> GraphsTuple:
+def from_adjacency(adj, nodes=None, *, allow_self_loops: bool = False, complete: bool = False) -> GraphsTuple:
     """One graph from a dense 0/1 adjacency matrix (both directions of every edge kept).
 
     Args:
       adj: [n, n] array, symmetric for undirected graphs; nonzero means an edge.
       nodes: optional node features [n, ...]; defaults to ones [n, 1].
+      complete: if True, message-passing edges are *all* ordered pairs ``i != j`` (``n (n - 1)``
+        of them, row-major) and ``edges`` is float32[n (n - 1), 1], the adjacency entry of each
+        pair (1 edge, 0 non-edge): the fully connected graph with edge attributes of the EGNN
+        autoencoder benchmark. Self-loops are rejected.
     Returns:
-      A ``GraphsTuple`` with one graph, edges in row-major order of ``adj``.
+      A ``GraphsTuple`` with one graph, edges in row-major order of ``adj`` (``edges`` None
+      unless ``complete``).
     """
     adj = np.asarray(adj)
     if adj.ndim != 2 or adj.shape[0] != adj.shape[1]:
@@ -79,13 +84,17 @@ def from_adjacency(adj, nodes=None, *, allow_self_loops: bool = False) -> Graphs
         raise ValueError("adjacency contains NaN or Inf")
     n = adj.shape[0]
     senders, receivers = np.nonzero(adj)
-    validate_edges(n, senders, receivers, allow_self_loops=allow_self_loops)
+    validate_edges(n, senders, receivers, allow_self_loops=allow_self_loops and not complete)
+    edges = None
+    if complete:
+        senders, receivers = np.nonzero(~np.eye(n, dtype=bool))
+        edges = (adj[senders, receivers] != 0).astype(np.float32)[:, None]
     if nodes is None:
         nodes = np.ones((n, 1), np.float32)
     elif np.shape(nodes)[0] != n:
         raise ValueError(f"{np.shape(nodes)[0]} node feature rows for a graph of {n} nodes")
     return GraphsTuple(
-        nodes=nodes, edges=None, globals=None,
+        nodes=nodes, edges=edges, globals=None,
         senders=senders.astype(np.int32), receivers=receivers.astype(np.int32),
         n_node=np.array([n], np.int32), n_edge=np.array([senders.size], np.int32))
 

@@ -102,3 +102,14 @@ def test_nodes_to_dense_rejects_bad_input():
         checked(jax.jit(lambda g, v: graphs.nodes_to_dense(g, v, 2)))(padded, values)
     with pytest.raises(ValueError, match=r"\[B, n_max"):
         graphs.dense_to_nodes(padded, jnp.ones(3))
+
+
+def test_complete_message_graph_carries_the_adjacency_as_edge_feature():
+    adj = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.uint8)
+    g = graphs.from_adjacency(adj, complete=True)
+    assert int(g.n_edge[0]) == 6 and g.edges.shape == (6, 1) and g.edges.dtype == np.float32
+    assert not np.any(g.senders == g.receivers)
+    np.testing.assert_array_equal(g.edges[:, 0], adj[g.senders, g.receivers])
+    assert graphs.from_adjacency(adj).edges is None  # the sparse graph is unchanged
+    with pytest.raises(ValueError, match="self-loop"):
+        graphs.from_adjacency(np.eye(3), complete=True, allow_self_loops=True)

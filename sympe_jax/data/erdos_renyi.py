@@ -298,10 +298,15 @@ class GraphBatcher:
         enough). A smaller budget must hold the ``batch_size`` densest graphs of the split
         (see :func:`max_edges_per_batch`), so no batch can overflow later.
       drop_remainder: see above.
+      complete: message-passing edges are all ordered pairs of distinct nodes of each graph,
+        with the adjacency entry as edge feature (``graph.edges`` float32[n_edge, 1], 0 on
+        padding edges): ``graphs.from_adjacency(..., complete=True)``, the EGNN benchmark's
+        message graph. The edge budget must then hold ``n (n - 1)`` slots per graph (the
+        default does).
     """
 
     def __init__(self, adjs: Sequence[np.ndarray], batch_size: int, n_max: int, *,
-                 n_edge: int | None = None, drop_remainder: bool = False):
+                 n_edge: int | None = None, drop_remainder: bool = False, complete: bool = False):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size}")
         if int(n_max) != n_max or n_max < 1:
@@ -313,15 +318,16 @@ class GraphBatcher:
         self.batch_size, self.n_max, self.drop_remainder = int(batch_size), int(n_max), drop_remainder
         self.adjs = [validate_adjacency(a, n_max, i) for i, a in enumerate(adjs)]
         self.num_graphs = len(self.adjs)
-        needed = max_edges_per_batch(self.adjs, self.batch_size)
+        self.complete = bool(complete)
+        self._graphs = [graphs.from_adjacency(a, complete=self.complete) for a in self.adjs]
+        needed = int(np.sum(np.sort([int(g.n_edge[0]) for g in self._graphs])[::-1][:self.batch_size]))
         self.n_node = self.batch_size * self.n_max + 1
         self.n_edge = self.batch_size * self.n_max * (self.n_max - 1) if n_edge is None else int(n_edge)
         if self.n_edge < needed:
             raise ValueError(f"n_edge = {self.n_edge} is too small: the {self.batch_size} densest graphs "
-                             f"of this split have {needed} directed edges")
+                             f"of this split have {needed} directed {'pairs' if complete else 'edges'}")
         self.n_graph = self.batch_size + 1
         self.sizes = np.array([a.shape[0] for a in self.adjs], np.int32)
-        self._graphs = [graphs.from_adjacency(a) for a in self.adjs]
         self._dense, _ = pad_dense(self.adjs, self.n_max)
         self._perm_cache: tuple[tuple[int, int], np.ndarray] | None = None
 

@@ -71,13 +71,16 @@ class MPNNEncoder(nn.Module):
 
     Per layer (pre-norm residual; ``u = LayerNorm(h)``), for every edge ``j -> i``::
 
-        m_ij = MLP_m([u_i, u_j])
+        m_ij = MLP_m([u_i, u_j, e_ij])
         h_i  = h_i + MLP_h([u_i, sum_j m_ij / aggregation_norm])
 
     after an input embedding ``h = Dense(hidden)(x)``; the output is
     ``z = Dense(latent)(LayerNorm(h))``, set to 0 on padding nodes. Sum aggregation keeps the
     encoder as expressive as 1-WL colour refinement; ``aggregation_norm`` is a fixed divisor
     for stability (1 = plain sum).
+    ``e_ij`` are the edge features ``graph.edges`` float[E, c] when present (e.g. the
+    adjacency entry of every pair of a complete message graph, ``graphs.from_adjacency(...,
+    complete=True)``, as in the EGNN benchmark) and are omitted when ``graph.edges`` is None.
 
     Attributes:
       hidden: width of node states and messages.
@@ -96,8 +99,9 @@ class MPNNEncoder(nn.Module):
         """Node latents.
 
         Args:
-          graph: padded batch (``graphs.pad``); only senders, receivers, n_node, n_edge and the
-            number of node slots N are used (``graph.nodes`` is not read as input).
+          graph: padded batch (``graphs.pad``); only senders, receivers, edges (if not None),
+            n_node, n_edge and the number of node slots N are used (``graph.nodes`` is not read
+            as input).
           node_features: float[N, c] per node slot.
         Returns:
           float[N, latent]; rows of padding nodes are 0.
@@ -117,10 +121,17 @@ class MPNNEncoder(nn.Module):
         # N node slots for the masks; jnp n_node so that a NumPy batch closed over under jit works
         graph = graph._replace(nodes=x, n_node=jnp.asarray(graph.n_node), n_edge=jnp.asarray(graph.n_edge))
         real = graphs.node_mask(graph)[:, None]
+        edge_in = []
+        if graph.edges is not None:
+            e = jnp.asarray(graph.edges, x.dtype)
+            if e.ndim != 2 or e.shape[0] != graph.senders.shape[0]:
+                raise ValueError(f"graph.edges must have shape [E, c] with E = {graph.senders.shape[0]} "
+                                 f"(one row per edge), got {e.shape}")
+            edge_in = [e]
         h = nn.Dense(self.hidden, name="embed")(x)
         for layer in range(self.num_layers):
             u = nn.LayerNorm(name=f"norm_{layer}")(h)
-            pairs = jnp.concatenate([u[graph.receivers], u[graph.senders]], axis=-1)
+            pairs = jnp.concatenate([u[graph.receivers], u[graph.senders]] + edge_in, axis=-1)
             messages = MLP((self.hidden, self.hidden), name=f"message_{layer}")(pairs)
             agg = graphs.aggregate(graph, messages, reduce="sum") / self.aggregation_norm
             h = h + MLP((self.hidden, self.hidden), name=f"update_{layer}")(jnp.concatenate([u, agg], axis=-1))

@@ -157,6 +157,11 @@ def test_bad_graphs_raise_clear_errors():
         er.GraphBatcher([ok], 0, 4)
     with pytest.raises(ValueError, match="n_edge = 1 is too small"):
         er.GraphBatcher([ok], 2, 4, n_edge=1)
+    path = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]])  # 4 directed edges, 6 directed pairs
+    with pytest.raises(ValueError, match="have 6 directed pairs"):
+        er.GraphBatcher([path], 2, 4, n_edge=4, complete=True)
+    full = er.GraphBatcher([path], 2, 4, complete=True).make_batch([0]).graph
+    assert full.edges.shape == (2 * 4 * 3, 1) and float(full.edges.sum()) == 4
     batcher = er.GraphBatcher([ok], 2, 4)
     with pytest.raises(ValueError, match="step"):
         batcher.batch_at(-1, seed=0)

@@ -36,11 +36,13 @@ def _forward(model, params, graph, encoder_pe, decoder_pe):
     return (z,) + model.apply(params, graph, encoder_pe, decoder_pe)
 
 
-@pytest.fixture(scope="module")
-def setup():
+@pytest.fixture(scope="module", params=["edges", "complete"])
+def setup(request):
     """3 random graphs in a batch of 4 slots (an empty slot plus the padding graph), random
-    encoder/decoder channels, and a small autoencoder initialized with both."""
-    batch = er.GraphBatcher(_adjs(), batch_size=SLOTS, n_max=N_MAX).make_batch([0, 1, 2])
+    encoder/decoder channels, and a small autoencoder initialized with both; messages pass
+    along the edges, or along all pairs with the adjacency entry as edge feature."""
+    complete = request.param == "complete"
+    batch = er.GraphBatcher(_adjs(), batch_size=SLOTS, n_max=N_MAX, complete=complete).make_batch([0, 1, 2])
     k_enc, k_dec, k_init = jax.random.split(jax.random.key(1), 3)
     real = graphs.node_mask(batch.graph)
     enc_pe = jnp.where(real[:, None], jax.random.normal(k_enc, (real.shape[0], ENC_K)), 0.0)
@@ -119,7 +121,8 @@ def test_padding_does_not_change_real_graphs(setup):
     offset = 0
     for b, adj in enumerate(_adjs()):  # each graph alone, with another padding budget and n_max
         n = adj.shape[0]
-        alone = er.GraphBatcher([adj], batch_size=1, n_max=n_other).make_batch([0])
+        alone = er.GraphBatcher([adj], batch_size=1, n_max=n_other,
+                                complete=batch.graph.edges is not None).make_batch([0])
         e = jnp.zeros((alone.graph.nodes.shape[0], ENC_K)).at[:n].set(enc_pe[offset:offset + n])
         d = jnp.zeros((1, n_other, DEC_K)).at[0, :n].set(dec_pe[b, :n])
         z1, logits1, pairs1 = _forward(other, params, alone.graph, e, d)
@@ -129,6 +132,20 @@ def test_padding_does_not_change_real_graphs(setup):
         assert not bool(pairs1[0, n:].any())
         offset += n
     assert not bool(pairs[3].any())  # the empty slot is fully masked
+
+
+def test_complete_message_graph_reads_the_edge_features(setup):
+    batch, enc_pe, dec_pe, model, params = setup
+    if batch.graph.edges is None:
+        pytest.skip("the sparse message graph has no edge features")
+    # every pair is an edge slot; the adjacency is only in the edge feature
+    assert int(batch.graph.n_edge[:3].sum()) == sum(a.shape[0] * (a.shape[0] - 1) for a in _adjs())
+    kernel = params["params"]["encoder"]["message_0"]["Dense_0"]["kernel"]
+    assert kernel.shape == (2 * 16 + 1, 16)
+    z = _forward(model, params, batch.graph, enc_pe, dec_pe)[0]
+    flipped = batch.graph._replace(edges=1.0 - batch.graph.edges)  # the complement graphs
+    z_flipped = _forward(model, params, flipped, enc_pe, dec_pe)[0]
+    assert float(jnp.abs(z - z_flipped).max()) > 1e-3
 
 
 def test_pe_entry_points(setup):
@@ -181,6 +198,9 @@ def test_bad_inputs_raise_clear_errors(key, setup):
         encoder.init(key, batch.graph, jnp.ones(batch.graph.nodes.shape[0]))
     bad = batch.graph._replace(receivers=batch.graph.receivers[:-1])
     with pytest.raises(ValueError, match="equal length"):
+        encoder.init(key, bad, batch.graph.nodes)
+    bad = batch.graph._replace(edges=jnp.ones((3, 1)))
+    with pytest.raises(ValueError, match="one row per edge"):
         encoder.init(key, bad, batch.graph.nodes)
     with pytest.raises(ValueError, match="mask must have shape"):
         gnn.DistanceDecoder().init(key, jnp.ones((2, 4, 3)), jnp.ones((2, 5), bool))
