@@ -21,8 +21,10 @@ breaking differs:
   (``features.structural_node_features``: random-walk return probabilities and degree). They
   give the score's information a path that carries gradient, and ``features`` separates what
   the features add from what the symmetry breaking adds.
-* ``randperm_features`` (on demand only): ``randperm`` plus the structural features, the
-  control for ``sympe_features`` (does the sort add anything to random node identities?).
+* ``randperm_features``, ``laplacian_features`` (on demand only): ``randperm`` and
+  ``laplacian`` plus the structural features, the controls for ``sympe_features`` (does the
+  sort add anything to random node identities, and do the features help the best fixed
+  encoding as much?).
 * ``sympe_laplacian``: SymPE plus the ``laplacian`` row's randomized eigenvectors at the encoder
   input (does SymPE add anything to the best fixed encoding?).
 
@@ -68,7 +70,7 @@ import common  # experiments/common.py
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROWS = ("none", "noise", "randperm", "laplacian", "sympe_decoder", "sympe", "exact",
         "features", "sympe_features", "exact_features", "sympe_laplacian")
-EXTRA_ROWS = ("randperm_features",)   # controls run on demand (--rows), not by the presets
+EXTRA_ROWS = ("randperm_features", "laplacian_features")   # controls run on demand (--rows)
 LABELS = {
     "none": "no symmetry breaking", "noise": "Gaussian noise node features",
     "randperm": "random permutation of v (no sorting)", "laplacian": "Laplacian eigenvectors (random sign/basis)",
@@ -79,6 +81,7 @@ LABELS = {
     "exact_features": "exact inversion kernel + structural features",
     "sympe_laplacian": "SymPE + Laplacian eigenvectors",
     "randperm_features": "random permutation of v + structural features",
+    "laplacian_features": "Laplacian eigenvectors + structural features",
 }
 PAPER = {"none": 3.9, "noise": 2.3, "randperm": 1.3, "laplacian": 0.98, "sympe": 0.77}
 

@@ -30,4 +30,5 @@ def test_rows_parse_into_encoding_entry_and_features():
     assert ga.pe_kind("exact_features") == ("exact", "encoder", ("features",))
     assert ga.pe_kind("sympe_laplacian") == ("sympe", "encoder", ("laplacian",))
     assert ga.pe_kind("randperm_features") == ("randperm", "encoder", ("features",))
+    assert ga.pe_kind("laplacian_features") == ("laplacian", "encoder", ("features",))
     assert set(ga.LABELS) == set(ga.ROWS + ga.EXTRA_ROWS)
