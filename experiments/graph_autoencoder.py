@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 import platform
 import sys
@@ -354,10 +355,16 @@ def tie_orbit_agreement(adjs, cfg: Config) -> dict:
     dense, mask = erdos_renyi.pad_dense(adjs, cfg.n_max)
     scores = np.asarray(jax.vmap(features.invariant_node_scores)(jnp.asarray(dense), jnp.asarray(mask)))
     equal, extra, missing, pairs, nodes, tied_nodes, orbit_nodes = 0, 0, 0, 0, 0, 0, 0
+    bits = {"sympe": 0.0, "exact": 0.0, "randperm": 0.0}
     for i, a in enumerate(adjs):
         n = len(a)
         ties = np.asarray(canonicalize.tie_groups(jnp.asarray(scores[i, :n]), atol=cfg.atol))
         orb = automorphisms.orbits(a)
+        # randomness of each encoding of this graph: uniform tie-breaks within the tie groups,
+        # uniform on the automorphism coset, uniform on S_n
+        bits["sympe"] += sum(math.lgamma(c + 1) for c in np.unique(ties, return_counts=True)[1]) / math.log(2)
+        bits["exact"] += math.log2(automorphisms.group_order(a))
+        bits["randperm"] += math.lgamma(n + 1) / math.log(2)
         tied, same = ties[:, None] == ties[None], orb[:, None] == orb[None]
         off = ~np.eye(n, dtype=bool)
         equal += int(np.array_equal(tied, same))
@@ -371,7 +378,9 @@ def tie_orbit_agreement(adjs, cfg: Config) -> dict:
             "ties_equal_orbits_fraction": equal / len(adjs),
             "tied_non_automorphic_pair_pct": 100 * extra / pairs, "untied_automorphic_pair_pct": 100 * missing / pairs,
             # nodes left to the random tie-break, and nodes with an automorphic twin (the ideal)
-            "tied_node_pct": 100 * tied_nodes / nodes, "automorphic_node_pct": 100 * orbit_nodes / nodes}
+            "tied_node_pct": 100 * tied_nodes / nodes, "automorphic_node_pct": 100 * orbit_nodes / nodes,
+            # mean bits of randomness of the node ordering per test graph, by encoding
+            "ordering_entropy_bits": {k: v / len(adjs) for k, v in bits.items()}}
 
 
 def free_embedding_error(adjs, cfg: Config, steps: int = 3000, restarts: int = 3, seed: int = 0) -> dict:

@@ -100,8 +100,14 @@ def _tied_nodes(ties: dict | None) -> str:
     """Clause on the nodes left to the random tie-break (summaries written before it was recorded have none)."""
     if not ties or "tied_node_pct" not in ties:
         return ""
-    return (f"; {ties['tied_node_pct']:.1f}% of nodes are in a tie group, {ties['automorphic_node_pct']:.1f}% have "
-            "an automorphic twin")
+    out = (f"; {ties['tied_node_pct']:.1f}% of nodes are in a tie group, {ties['automorphic_node_pct']:.1f}% have "
+           "an automorphic twin")
+    bits = ties.get("ordering_entropy_bits")
+    if bits:
+        out += (f"; the node ordering carries {bits['sympe']:.2f} bits of randomness per test graph with SymPE's "
+                f"tie-break, {bits['exact']:.2f} with the exact kernel (log2 |Aut|) and {bits['randperm']:.1f} with "
+                "a uniform permutation")
+    return out
 
 
 def graph_autoencoder_variants_section() -> str | None:
@@ -117,7 +123,7 @@ def graph_autoencoder_variants_section() -> str | None:
         groups.setdefault((rec["config"]["preset"], rec["row"]), []).append(rec)
     base = {k: v for k, v in summary["config"].items() if k not in ("preset", "rows", "seeds")}
     lines = ["| configuration | changed from `cpu` | command | row | seeds | test edge error % (per seed) | "
-             "train-subset % | `cpu` preset, same row and seeds | test nodes in a SymPE tie group % |",
+             "train-subset % | `cpu` preset, same row and seeds | test nodes in a SymPE tie group % (tie-break entropy per graph) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (_, row), recs in groups.items():
         recs.sort(key=lambda r: r["seed"])
@@ -154,7 +160,10 @@ def _variant_ties(rec: dict) -> str:
     preset = rec["config"]["preset"]
     summary = _load(RESULTS / "graph_autoencoder" / f"{common.summary_prefix(preset)}summary.json")
     ties = (summary or {}).get("tie_orbit_agreement") or {}
-    return f"{ties['tied_node_pct']:.1f}" if "tied_node_pct" in ties else "-"
+    if "tied_node_pct" not in ties:
+        return "-"
+    bits = ties.get("ordering_entropy_bits")
+    return f"{ties['tied_node_pct']:.1f}" + (f" ({bits['sympe']:.2f} bits)" if bits else "")
 
 
 def _frac(entry) -> str:

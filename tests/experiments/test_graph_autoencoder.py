@@ -32,3 +32,14 @@ def test_rows_parse_into_encoding_entry_and_features():
     assert ga.pe_kind("randperm_features") == ("randperm", "encoder", ("features",))
     assert ga.pe_kind("laplacian_features") == ("laplacian", "encoder", ("features",))
     assert set(ga.LABELS) == set(ga.ROWS + ga.EXTRA_ROWS)
+
+
+def test_tie_statistics_and_ordering_entropies_on_known_graphs():
+    adjs = [nx.to_numpy_array(g, dtype=np.uint8) for g in (nx.cycle_graph(6), nx.path_graph(4))]
+    out = ga.tie_orbit_agreement(adjs, ga.Config(n_max=8))
+    assert out["ties_equal_orbits"] == 2 and out["tied_node_pct"] == 100.0
+    bits = out["ordering_entropy_bits"]
+    # C_6: one tie group of 6 (log2 720), |Aut| = 12; P_4: two tie groups of 2, |Aut| = 2
+    np.testing.assert_allclose(bits["sympe"], (np.log2(720) + 2.0) / 2)
+    np.testing.assert_allclose(bits["exact"], (np.log2(12) + 1.0) / 2)
+    np.testing.assert_allclose(bits["randperm"], (np.log2(720) + np.log2(24)) / 2)
