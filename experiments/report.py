@@ -144,6 +144,24 @@ def graph_autoencoder_variants_section() -> str | None:
     return "\n".join(lines)
 
 
+def graph_autoencoder_entropy_section() -> str | None:
+    """Test error against the randomness of the node ordering (graph_autoencoder_entropy.py)."""
+    study = _load(RESULTS / "graph_autoencoder" / "cpu-entropy.json")
+    if study is None:
+        return None
+    lines = [f"{study['num_steps']} steps, configurations {', '.join(f'`cpu-{t}`' for t in study['tags'])} "
+             f"(the variants above). Command: `{study['command']}`.", "",
+             "| configuration | row | ordering entropy (bits per test graph) | seeds | test edge error % (per seed) | "
+             "train-subset % |", "|---|---|---|---|---|---|"]
+    for r in sorted(study["rows"], key=lambda r: (r["ordering_entropy_bits"] is not None,
+                                                 r["ordering_entropy_bits"] or 0.0, r["row"])):
+        bits = "- (no ordering)" if r["ordering_entropy_bits"] is None else f"{r['ordering_entropy_bits']:.2f}"
+        lines.append(f"| `{r['configuration']}` | {r['label']} | {bits} | {', '.join(map(str, r['seeds']))} | "
+                     f"{_seed_cell(r['per_seed_test_edge_error_pct'])} | {r['train_edge_error_pct'][0]:.2f} |")
+    lines += ["", "![error against ordering entropy](results/graph_autoencoder/cpu-entropy.png)"]
+    return "\n".join(lines)
+
+
 def _seed_cell(values: list[float], per_seed: bool = True) -> str:
     """'1.23' for one seed; 'mean ± std (v0, v1, ...)' (population std, as the summaries) for several."""
     if len(values) == 1:
@@ -303,6 +321,7 @@ SECTIONS: dict[str, Callable[[], str | None]] = {
     "ising": ising_section,
     "graph_autoencoder": graph_autoencoder_section,
     "graph_autoencoder_variants": graph_autoencoder_variants_section,
+    "graph_autoencoder_entropy": graph_autoencoder_entropy_section,
     "digress": digress_section,
     "digress_sampling": digress_sampling_section,
     "digress_step": digress_step_section,

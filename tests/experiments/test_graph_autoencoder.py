@@ -43,3 +43,10 @@ def test_tie_statistics_and_ordering_entropies_on_known_graphs():
     np.testing.assert_allclose(bits["sympe"], (np.log2(720) + 2.0) / 2)
     np.testing.assert_allclose(bits["exact"], (np.log2(12) + 1.0) / 2)
     np.testing.assert_allclose(bits["randperm"], (np.log2(720) + np.log2(24)) / 2)
+
+
+def test_entropy_study_knows_the_ordering_of_every_row():
+    import graph_autoencoder_entropy as gae
+
+    assert set(gae.ORDERING) == set(ga.ROWS + ga.EXTRA_ROWS)
+    assert gae.ORDERING["sympe_features"] == "sympe" and gae.ORDERING["laplacian"] is None
