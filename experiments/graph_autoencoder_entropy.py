@@ -64,8 +64,12 @@ def main(argv=None) -> int:
     test_adjs = ga.load_splits(base)[2]
     bits_at: dict[float, dict] = {}
     rows = []
+    data_fields = ("dataset", "num_train", "num_val", "num_test", "n_max")
     for (name, row), recs in sorted(groups.items()):
         cfg = recs[0]["config"]
+        if any(cfg[f] != getattr(base, f) for f in data_fields):
+            raise SystemExit(f"{name} {row} was trained on other data than preset {args.preset!r} "
+                             f"({ {f: cfg[f] for f in data_fields} }): its entropies would be wrong")
         kind = ORDERING.get(row)
         if kind is not None and cfg["atol"] not in bits_at:
             ties = ga.tie_orbit_agreement(test_adjs, dataclasses.replace(base, atol=cfg["atol"]))

@@ -324,8 +324,9 @@ class GraphBatcher:
         self.n_node = self.batch_size * self.n_max + 1
         self.n_edge = self.batch_size * self.n_max * (self.n_max - 1) if n_edge is None else int(n_edge)
         if self.n_edge < needed:
-            raise ValueError(f"n_edge = {self.n_edge} is too small: the {self.batch_size} densest graphs "
-                             f"of this split have {needed} directed {'pairs' if complete else 'edges'}")
+            raise ValueError(f"n_edge = {self.n_edge} is too small: the {self.batch_size} "
+                             f"{'largest' if complete else 'densest'} graphs of this split have {needed} "
+                             f"directed {'pairs' if complete else 'edges'}")
         self.n_graph = self.batch_size + 1
         self.sizes = np.array([a.shape[0] for a in self.adjs], np.int32)
         self._dense, _ = pad_dense(self.adjs, self.n_max)

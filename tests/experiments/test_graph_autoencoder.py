@@ -50,3 +50,28 @@ def test_entropy_study_knows_the_ordering_of_every_row():
 
     assert set(gae.ORDERING) == set(ga.ROWS + ga.EXTRA_ROWS)
     assert gae.ORDERING["sympe_features"] == "sympe" and gae.ORDERING["laplacian"] is None
+
+
+def test_message_graph_config_and_old_records():
+    import common
+
+    old = {k: v for k, v in ga.dataclasses.asdict(ga.Config()).items() if k != "message_graph"}
+    assert common.same_run_config(old, ga.Config())          # records written before the field match
+    assert not common.same_run_config(old, ga.Config(message_graph="complete"))
+    try:
+        ga.make_batcher([np.zeros((3, 3), np.uint8)], ga.Config(message_graph="dense"), None)
+    except ValueError as e:
+        assert "message_graph" in str(e)
+    else:
+        raise AssertionError("an unknown message graph must raise")
+
+
+def test_showcase_predictions_keep_the_graph_order_across_batches():
+    import jax
+
+    cfg = ga.Config(n_max=8, batch_size=1, hidden=8, latent=2, num_layers=1, message_graph="complete")
+    adjs = [nx.to_numpy_array(g, dtype=np.uint8) for g in (nx.path_graph(3), nx.cycle_graph(5), nx.star_graph(6))]
+    forward, init = ga.build(cfg, "none")
+    params = init(jax.random.key(0), ga.make_batcher(adjs, cfg, None).make_batch([0]))
+    preds = ga.predict_dense(forward, params, jax.random.key(1), adjs, cfg, None)
+    assert [p.shape for p in preds] == [(3, 3), (5, 5), (7, 7)]
