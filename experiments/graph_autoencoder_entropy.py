@@ -114,7 +114,7 @@ def plot(out: dict, path: pathlib.Path) -> None:
         ax.errorbar(x, mean, yerr=std, fmt="o", color=color, capsize=3)
         ax.plot(x, r["train_edge_error_pct"][0], "x", color=color)
         ax.annotate(f"{r['row']}" + (f" (atol {r['atol']:g})" if r["ordering"] == "sympe" else ""), (x, mean),
-                    textcoords="offset points", xytext=(6, -3), fontsize=7)
+                    textcoords="offset points", xytext=(6, {"tab:green": -11}.get(color, -1)), fontsize=7)
     ax.plot([], [], "o", color="gray", label="test (mean ± std over seeds)")
     ax.plot([], [], "x", color="gray", label="train subset")
     for extra, color in colors.items():
