@@ -72,6 +72,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROWS = ("none", "noise", "randperm", "laplacian", "sympe_decoder", "sympe", "exact",
         "features", "sympe_features", "exact_features", "sympe_laplacian")
 EXTRA_ROWS = ("randperm_features", "laplacian_features")   # controls run on demand (--rows)
+MESSAGE_GRAPHS = ("edges", "complete")
 LABELS = {
     "none": "no symmetry breaking", "noise": "Gaussian noise node features",
     "randperm": "random permutation of v (no sorting)", "laplacian": "Laplacian eigenvectors (random sign/basis)",
@@ -265,10 +266,14 @@ def showcase_graphs(test_adjs) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- one run
 
 
+def check_message_graph(cfg: Config) -> None:
+    if cfg.message_graph not in MESSAGE_GRAPHS:
+        raise ValueError(f"message_graph must be one of {MESSAGE_GRAPHS}, got {cfg.message_graph!r}")
+
+
 def make_batcher(adjs, cfg: Config, n_edge: int | None) -> erdos_renyi.GraphBatcher:
     """Padded batches of ``adjs`` on the config's message graph (edges or all pairs)."""
-    if cfg.message_graph not in ("edges", "complete"):
-        raise ValueError(f"message_graph must be 'edges' or 'complete', got {cfg.message_graph!r}")
+    check_message_graph(cfg)
     return erdos_renyi.GraphBatcher(adjs, cfg.batch_size, cfg.n_max, n_edge=n_edge,
                                     complete=cfg.message_graph == "complete")
 
@@ -286,11 +291,10 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
     train_adjs, val_adjs, test_adjs = data
     kind = pe_kind(row)[0]
-    # One edge budget for every split: the densest possible batch (smaller than the default
-    # B n_max (n_max - 1), which makes a step about 1.4x faster); the complete message graph
-    # needs the default (all pairs of B graphs of n_max nodes).
-    n_edge = (None if cfg.message_graph == "complete" else
-              erdos_renyi.max_edges_per_batch(list(train_adjs) + list(val_adjs) + list(test_adjs), cfg.batch_size))
+    # One edge budget for every split: the batch with the most message edges (along edges, smaller
+    # than the default B n_max (n_max - 1), which makes a step about 1.4x faster).
+    n_edge = erdos_renyi.max_edges_per_batch(list(train_adjs) + list(val_adjs) + list(test_adjs), cfg.batch_size,
+                                             complete=cfg.message_graph == "complete")
     batcher = make_batcher(train_adjs, cfg, n_edge)
     exact_train = ExactRanks(train_adjs, cfg.n_max) if kind == "exact" else None
     forward, init = build(cfg, row)
@@ -507,8 +511,10 @@ def plot(records: list[dict], cfg: Config, out_dir: pathlib.Path, prefix: str = 
 
 def parse_args(argv=None):
     cfg, args = common.parse_config(Config, PRESETS, argv, doc=__doc__, choices={"rows": ROWS + EXTRA_ROWS})
-    if cfg.message_graph not in ("edges", "complete"):
-        raise SystemExit(f"--message-graph must be 'edges' or 'complete', got {cfg.message_graph!r}")
+    try:
+        check_message_graph(cfg)
+    except ValueError as e:
+        raise SystemExit(f"--message-graph: {e}") from None
     return cfg, args
 
 

@@ -104,7 +104,8 @@ def plot(out: dict, path: pathlib.Path) -> None:
     colors = {"": "tab:blue", "features": "tab:orange", "laplacian": "tab:green"}
     for r in out["rows"]:
         mean, std = r["test_edge_error_pct"]
-        color = colors[ga.pe_kind(r["row"])[2][0] if ga.pe_kind(r["row"])[2] else ""]
+        extras = ga.pe_kind(r["row"])[2]
+        color = colors[extras[0] if extras else ""]
         if r["ordering"] is None:
             if r["row"].startswith("laplacian"):
                 ax.axhspan(mean - std, mean + std, color=color, alpha=0.15)

@@ -241,14 +241,17 @@ def pad_dense(adjs: Sequence[np.ndarray], n_max: int) -> tuple[np.ndarray, np.nd
     return dense, np.arange(n_max)[None, :] < sizes[:, None]
 
 
-def max_edges_per_batch(adjs: Sequence[np.ndarray], batch_size: int) -> int:
-    """Directed edges of the ``batch_size`` densest graphs: a budget no batch can exceed.
+def max_edges_per_batch(adjs: Sequence[np.ndarray], batch_size: int, *, complete: bool = False) -> int:
+    """Directed message edges of the ``batch_size`` graphs with the most: a budget no batch can exceed.
 
     Pass it (for the union of all splits) as ``GraphBatcher(..., n_edge=...)`` to shrink the
     edge budget from the worst case ``B * n_max * (n_max - 1)``: ER(0.25) graphs use about a
-    quarter of it, and message passing cost scales with the edge slots.
+    quarter of it, and message passing cost scales with the edge slots. With ``complete`` the
+    message edges are all ordered pairs, ``n (n - 1)`` per graph (``GraphBatcher(...,
+    complete=True)``), so the budget is that of the ``batch_size`` largest graphs.
     """
-    counts = np.sort([int(np.count_nonzero(a)) for a in adjs])[::-1]
+    counts = np.sort([a.shape[0] * (a.shape[0] - 1) if complete else int(np.count_nonzero(a))
+                      for a in map(np.asarray, adjs)])[::-1]
     return int(np.sum(counts[:batch_size]))
 
 
@@ -320,7 +323,7 @@ class GraphBatcher:
         self.num_graphs = len(self.adjs)
         self.complete = bool(complete)
         self._graphs = [graphs.from_adjacency(a, complete=self.complete) for a in self.adjs]
-        needed = int(np.sum(np.sort([int(g.n_edge[0]) for g in self._graphs])[::-1][:self.batch_size]))
+        needed = max_edges_per_batch(self.adjs, self.batch_size, complete=self.complete)
         self.n_node = self.batch_size * self.n_max + 1
         self.n_edge = self.batch_size * self.n_max * (self.n_max - 1) if n_edge is None else int(n_edge)
         if self.n_edge < needed:

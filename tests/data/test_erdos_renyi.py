@@ -162,6 +162,9 @@ def test_bad_graphs_raise_clear_errors():
         er.GraphBatcher([path], 2, 4, n_edge=4, complete=True)
     full = er.GraphBatcher([path], 2, 4, complete=True).make_batch([0]).graph
     assert full.edges.shape == (2 * 4 * 3, 1) and float(full.edges.sum()) == 4
+    two = [path, np.zeros((4, 4), np.uint8)]  # the empty 4-node graph has the most pairs, the path the most edges
+    assert er.max_edges_per_batch(two, 1) == 4 and er.max_edges_per_batch(two, 1, complete=True) == 12
+    er.GraphBatcher(two, 2, 4, n_edge=18, complete=True).make_batch([0, 1])  # 6 + 12 pairs fit exactly
     batcher = er.GraphBatcher([ok], 2, 4)
     with pytest.raises(ValueError, match="step"):
         batcher.batch_at(-1, seed=0)
