@@ -36,6 +36,7 @@ from sympe_jax import graphs
 __all__ = [
     "MASKED_LOGIT",
     "MLP",
+    "EdgeMLP",
     "MPNNEncoder",
     "DistanceDecoder",
     "GraphAutoencoder",
@@ -64,6 +65,48 @@ class MLP(nn.Module):
             if i < len(self.features) - 1:
                 x = self.activation(x)
         return x
+
+
+class EdgeMLP(nn.Module):
+    """``MLP([u[receivers], u[senders], e])`` per edge, ``[N, c] -> [E, features[-1]]``.
+
+    The same function and parameters as :class:`MLP` on the concatenated edge input (its first
+    kernel ``[2c + c_e, f]`` is split into receiver, sender and edge blocks), but the first layer
+    is applied to the N nodes before the gather, ``u W_r`` and ``u W_s``, instead of to the E
+    concatenated edge rows: about ``E / N`` times fewer multiply-adds in that layer, which
+    dominates a message-passing step when E >> N (e.g. all pairs of a complete message graph).
+    """
+
+    features: tuple[int, ...]
+    activation: Callable[[jax.Array], jax.Array] = nn.silu
+
+    @nn.compact
+    def __call__(self, u: jax.Array, receivers: jax.Array, senders: jax.Array,
+                 edges: jax.Array | None = None) -> jax.Array:
+        """Messages float[E, features[-1]] from node states ``u`` float[N, c], int[E] indices
+        and optional edge features float[E, c_e]."""
+        c = u.shape[-1]
+        c_in = 2 * c + (0 if edges is None else edges.shape[-1])
+        first = _Kernel(c_in, self.features[0], name="Dense_0")()
+        kernel, bias = first["kernel"], first["bias"]
+        x = (u @ kernel[:c])[receivers] + (u @ kernel[c:2 * c])[senders] + bias
+        if edges is not None:
+            x = x + edges @ kernel[2 * c:]
+        for i, f in enumerate(self.features[1:], start=1):
+            x = nn.Dense(f, name=f"Dense_{i}")(self.activation(x))
+        return x
+
+
+class _Kernel(nn.Module):
+    """The parameters of an ``nn.Dense(features)`` on ``c_in`` inputs (same names and initializers)."""
+
+    c_in: int
+    features: int
+
+    @nn.compact
+    def __call__(self) -> dict[str, jax.Array]:
+        return {"kernel": self.param("kernel", nn.initializers.lecun_normal(), (self.c_in, self.features)),
+                "bias": self.param("bias", nn.initializers.zeros_init(), (self.features,))}
 
 
 class MPNNEncoder(nn.Module):
@@ -121,18 +164,18 @@ class MPNNEncoder(nn.Module):
         # N node slots for the masks; jnp n_node so that a NumPy batch closed over under jit works
         graph = graph._replace(nodes=x, n_node=jnp.asarray(graph.n_node), n_edge=jnp.asarray(graph.n_edge))
         real = graphs.node_mask(graph)[:, None]
-        edge_in = []
+        edge_in = None
         if graph.edges is not None:
             e = jnp.asarray(graph.edges, x.dtype)
             if e.ndim != 2 or e.shape[0] != graph.senders.shape[0]:
                 raise ValueError(f"graph.edges must have shape [E, c] with E = {graph.senders.shape[0]} "
                                  f"(one row per edge), got {e.shape}")
-            edge_in = [e]
+            edge_in = e
         h = nn.Dense(self.hidden, name="embed")(x)
         for layer in range(self.num_layers):
             u = nn.LayerNorm(name=f"norm_{layer}")(h)
-            pairs = jnp.concatenate([u[graph.receivers], u[graph.senders]] + edge_in, axis=-1)
-            messages = MLP((self.hidden, self.hidden), name=f"message_{layer}")(pairs)
+            messages = EdgeMLP((self.hidden, self.hidden), name=f"message_{layer}")(
+                u, graph.receivers, graph.senders, edge_in)
             agg = graphs.aggregate(graph, messages, reduce="sum") / self.aggregation_norm
             h = h + MLP((self.hidden, self.hidden), name=f"update_{layer}")(jnp.concatenate([u, agg], axis=-1))
         z = nn.Dense(self.latent, name="readout")(nn.LayerNorm(name="norm_out")(h))

@@ -89,6 +89,23 @@ def test_autoencoder_logits_permute_with_the_graph(key, setup):
         num_elements=4, atol=1e-4)
 
 
+@pytest.mark.parametrize("edge_channels", [0, 2])
+def test_edge_mlp_is_the_mlp_of_the_concatenated_edge_input(key, edge_channels):
+    """EdgeMLP (first layer applied per node, then gathered) has MLP's parameters and function."""
+    k_u, k_r, k_s, k_e, k_p = jax.random.split(key, 5)
+    u = jax.random.normal(k_u, (7, 5))
+    receivers, senders = jax.random.randint(k_r, (20,), 0, 7), jax.random.randint(k_s, (20,), 0, 7)
+    edges = jax.random.normal(k_e, (20, edge_channels)) if edge_channels else None
+    concat = jnp.concatenate([u[receivers], u[senders]] + ([edges] if edge_channels else []), axis=-1)
+    factored, plain = gnn.EdgeMLP((6, 3)), gnn.MLP((6, 3))
+    params = factored.init(k_p, u, receivers, senders, edges)
+    mlp_params = plain.init(k_p, concat)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, mlp_params)
+    np.testing.assert_array_equal(params["params"]["Dense_0"]["kernel"], mlp_params["params"]["Dense_0"]["kernel"])
+    np.testing.assert_allclose(factored.apply(params, u, receivers, senders, edges), plain.apply(params, concat),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_decoder_is_equivariant_per_graph(key):
     k_z, k_test = jax.random.split(key)
     sizes = jnp.array([5, 8, 0])
