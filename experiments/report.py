@@ -316,12 +316,34 @@ def digress_step_section() -> str | None:
     return "\n".join(lines)
 
 
+def gnn_encoder_section() -> str | None:
+    bench = _load(RESULTS / "benchmarks" / "gnn_encoder.json")
+    if bench is None:
+        return None
+    env = bench["environment"]
+    lines = [f"Command: `{bench['command'].strip()}` (row `{bench['row']}`, one full training step of the "
+             "experiment). Both forms timed in alternation within one process, the same parameters in both; "
+             "speed-up = median over rounds of t(concat) / t(factored) [min, max]. Load average at the start "
+             f"and end: {env['start']['loadavg'][0]:.1f}, {env['end']['loadavg'][0]:.1f}.", "",
+             "| message graph | batch | edge slots | ms / step, factored | ms / step, concatenated | speed-up "
+             "| XLA GFLOP / step (factored, concatenated) | loss difference |",
+             "|---|---|---|---|---|---|---|---|"]
+    for run in bench["runs"].values():
+        sp, fl = run["speedup_concat_over_factored"], run["xla_flops_per_step"]
+        flops = "-" if None in fl.values() else f"{fl['factored'] / 1e9:.3f}, {fl['concat'] / 1e9:.3f}"
+        lines.append(f"| {run['message_graph']} | {run['batch_size']} | {run['edge_budget']} | "
+                     f"{run['factored']['median_s'] * 1e3:.1f} | {run['concat']['median_s'] * 1e3:.1f} | "
+                     f"{sp['median']:.2f} [{sp['min']:.2f}, {sp['max']:.2f}] | {flops} | {run['loss_abs_diff']:.1e} |")
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, Callable[[], str | None]] = {
     "canonicalization": canonicalization_section,
     "ising": ising_section,
     "graph_autoencoder": graph_autoencoder_section,
     "graph_autoencoder_variants": graph_autoencoder_variants_section,
     "graph_autoencoder_entropy": graph_autoencoder_entropy_section,
+    "gnn_encoder": gnn_encoder_section,
     "digress": digress_section,
     "digress_sampling": digress_sampling_section,
     "digress_step": digress_step_section,
