@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import pathlib
 import sys
@@ -44,6 +43,7 @@ import graph_autoencoder as ga  # noqa: E402  (experiments/)
 from digress_step import _environment, _stats  # noqa: E402  (benchmarks/)
 from sympe_jax.data import erdos_renyi  # noqa: E402
 from sympe_jax.nn import gnn  # noqa: E402
+from sympe_jax.train import save_json  # noqa: E402
 
 MODES = ("factored", "concat")
 
@@ -183,8 +183,7 @@ def main(argv=None) -> int:
     result = {"command": "python benchmarks/gnn_encoder.py " + " ".join(argv), "row": a.row,
               "rounds": a.rounds, "reps": a.reps, "runs": measure(a),
               "environment": {"start": env_start, "end": _environment()}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(out, result)
     print(f"wrote {out}")
     return 0
 
