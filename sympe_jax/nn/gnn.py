@@ -85,6 +85,11 @@ class EdgeMLP(nn.Module):
                  edges: jax.Array | None = None) -> jax.Array:
         """Messages float[E, features[-1]] from node states ``u`` float[N, c], int[E] indices
         and optional edge features float[E, c_e]."""
+        if not self.features:
+            raise ValueError("EdgeMLP needs at least one layer (features is empty)")
+        if u.ndim != 2 or (edges is not None and (edges.ndim != 2 or edges.shape[0] != receivers.shape[0])):
+            raise ValueError(f"EdgeMLP expects u [N, c] and edges [E, c_e] with E = {receivers.shape[0]}, got "
+                             f"u {u.shape} and edges {None if edges is None else edges.shape}")
         c = u.shape[-1]
         c_in = 2 * c + (0 if edges is None else edges.shape[-1])
         first = _Kernel(c_in, self.features[0], name="Dense_0")()
