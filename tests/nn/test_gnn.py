@@ -104,6 +104,8 @@ def test_edge_mlp_is_the_mlp_of_the_concatenated_edge_input(key, edge_channels):
     np.testing.assert_array_equal(params["params"]["Dense_0"]["kernel"], mlp_params["params"]["Dense_0"]["kernel"])
     np.testing.assert_allclose(factored.apply(params, u, receivers, senders, edges), plain.apply(params, concat),
                                rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="edges"):
+        factored.apply(params, u, receivers, senders, jnp.zeros((19, 2)))
 
 
 def test_decoder_is_equivariant_per_graph(key):
