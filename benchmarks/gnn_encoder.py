@@ -30,7 +30,6 @@ import pathlib
 import sys
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,20 +47,13 @@ from sympe_jax.train import save_json  # noqa: E402
 MODES = ("factored", "concat")
 
 
-class ConcatEdgeMLP(nn.Module):
+class ConcatEdgeMLP(gnn.MLP):
     """The textbook message MLP: ``gnn.MLP`` on the concatenated ``[u[receivers], u[senders], e]``
     (same parameter names and shapes as ``gnn.EdgeMLP``)."""
 
-    features: tuple[int, ...]
-
-    @nn.compact
     def __call__(self, u, receivers, senders, edges=None):
-        x = jnp.concatenate([u[receivers], u[senders]] + ([] if edges is None else [edges]), axis=-1)
-        for i, f in enumerate(self.features):
-            x = nn.Dense(f)(x)
-            if i < len(self.features) - 1:
-                x = nn.silu(x)
-        return x
+        return super().__call__(jnp.concatenate([u[receivers], u[senders]] + ([] if edges is None else [edges]),
+                                                axis=-1))
 
 
 @contextlib.contextmanager

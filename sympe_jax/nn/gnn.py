@@ -87,9 +87,11 @@ class EdgeMLP(nn.Module):
         and optional edge features float[E, c_e]."""
         if not self.features:
             raise ValueError("EdgeMLP needs at least one layer (features is empty)")
-        if u.ndim != 2 or (edges is not None and (edges.ndim != 2 or edges.shape[0] != receivers.shape[0])):
-            raise ValueError(f"EdgeMLP expects u [N, c] and edges [E, c_e] with E = {receivers.shape[0]}, got "
-                             f"u {u.shape} and edges {None if edges is None else edges.shape}")
+        if u.ndim != 2:
+            raise ValueError(f"node states must have shape [N, c], got {u.shape}")
+        if edges is not None and (edges.ndim != 2 or edges.shape[0] != receivers.shape[0]):
+            raise ValueError(f"edge features (graph.edges) must have shape [E, c] with E = {receivers.shape[0]} "
+                             f"(one row per edge), got {edges.shape}")
         c = u.shape[-1]
         c_in = 2 * c + (0 if edges is None else edges.shape[-1])
         first = _Kernel(c_in, self.features[0], name="Dense_0")()
@@ -169,13 +171,7 @@ class MPNNEncoder(nn.Module):
         # N node slots for the masks; jnp n_node so that a NumPy batch closed over under jit works
         graph = graph._replace(nodes=x, n_node=jnp.asarray(graph.n_node), n_edge=jnp.asarray(graph.n_edge))
         real = graphs.node_mask(graph)[:, None]
-        edge_in = None
-        if graph.edges is not None:
-            e = jnp.asarray(graph.edges, x.dtype)
-            if e.ndim != 2 or e.shape[0] != graph.senders.shape[0]:
-                raise ValueError(f"graph.edges must have shape [E, c] with E = {graph.senders.shape[0]} "
-                                 f"(one row per edge), got {e.shape}")
-            edge_in = e
+        edge_in = None if graph.edges is None else jnp.asarray(graph.edges, x.dtype)   # shape checked by EdgeMLP
         h = nn.Dense(self.hidden, name="embed")(x)
         for layer in range(self.num_layers):
             u = nn.LayerNorm(name=f"norm_{layer}")(h)
