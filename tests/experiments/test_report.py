@@ -64,3 +64,28 @@ def test_autoencoder_variants_sit_beside_the_preset_run(tmp_path, monkeypatch):
     text = report.graph_autoencoder_variants_section()
     assert text.count("\n") == 2 and "--rows sympe --seeds 0,1`" in text
     assert "| 0, 1 | 0.90 ± 0.10 (1.00, 0.80) | 0.45 ± 0.05 | 1.20 ± 0.10 |" in text
+
+
+def test_autoencoder_on_demand_rows_follow_the_preset_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    (tmp_path / "graph_autoencoder").mkdir()
+
+    def row(label, error, paper=None):
+        return {"label": label, "paper": paper, "seeds": [0, 1], "edge_error_pct": [error, 0.1],
+                "f1": [0.98, 0.001], "train_edge_error_pct": [error / 2, 0.05]}
+    summary = {"preset": "cpu", "command": "python experiments/graph_autoencoder.py --preset cpu",
+               "config": {"num_steps": 8000, "batch_size": 16, "learning_rate": 1e-3, "num_test": 500},
+               "order": ["sympe"], "on_demand": ["features"],
+               "rows": {"sympe": row("SymPE", 1.1, 0.77), "features": row("structural features", 8.5)},
+               "wl_floor": {"floor_percent": 0.75, "floor_percent_distance_decoder": 1.04,
+                            "num_not_fully_refined": 235, "num_graphs": 500},
+               "tie_orbit_agreement": {"ties_equal_orbits": 498, "graphs": 500, "tied_non_automorphic_pair_pct": 0.0}}
+    (tmp_path / "graph_autoencoder" / "summary.json").write_text(json.dumps(summary))
+    lines = report.graph_autoencoder_section().splitlines()
+    sympe = next(i for i, line in enumerate(lines) if line.startswith("| SymPE |"))
+    assert lines[sympe + 1].startswith("| structural features (on demand) | 2 | 8.50 ± 0.10 |")
+    assert "`python experiments/graph_autoencoder.py --preset cpu --rows features`" in "\n".join(lines)
+
+    del summary["on_demand"]                            # summaries written before on-demand rows existed
+    (tmp_path / "graph_autoencoder" / "summary.json").write_text(json.dumps(summary))
+    assert "on demand" not in report.graph_autoencoder_section()
