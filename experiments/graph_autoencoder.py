@@ -316,19 +316,23 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict
         logits, pairs = forward(params, key, batch, ranks)
         return gnn.reconstruction_loss(logits, batch.adjacency, pairs), {}
 
-    def eval_batches(adjs, rng_seed):
+    def eval_batches(adjs):
+        """The split's batches, and ``key -> ranks`` of the exact row: a fresh inversion-kernel
+        draw per evaluation, from the evaluation's own key (as the other rows' encodings)."""
         b = make_batcher(adjs, cfg, n_edge)
         ex = ExactRanks(adjs, cfg.n_max) if kind == "exact" else None
         batches = list(b.iterate_once())
-        rng = np.random.default_rng(rng_seed)
-        ranks = [ex.sample(x.indices, rng) if ex else dummy_ranks for x in batches]
+
+        def ranks(key):
+            rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
+            return [ex.sample(x.indices, rng) if ex else dummy_ranks for x in batches]
         return batches, ranks
 
-    val_batches, val_ranks = eval_batches(val_adjs, 1)
-    test_batches, test_ranks = eval_batches(test_adjs, 2)
+    val_batches, val_ranks = eval_batches(val_adjs)
+    test_batches, test_ranks = eval_batches(test_adjs)
 
     def eval_fn(params, key):
-        r = evaluate(forward, params, key, val_batches, val_ranks)
+        r = evaluate(forward, params, key, val_batches, val_ranks(key))
         return {"val_bce": r["bce"], "val_edge_error_pct": r["edge_error_pct"]}
 
     key = jax.random.key(seed)
@@ -345,8 +349,9 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
                             key=k_train, workdir=workdir, eval_fn=eval_fn, batch_spec=PartitionSpec())
     wall = time.time() - t0
-    test = evaluate(forward, result.best_params, k_test, test_batches, test_ranks)
-    train_sub = evaluate(forward, result.best_params, k_test, *eval_batches(train_adjs[:500], 3))
+    test = evaluate(forward, result.best_params, k_test, test_batches, test_ranks(k_test))
+    train_batches, train_ranks = eval_batches(train_adjs[:500])
+    train_sub = evaluate(forward, result.best_params, k_test, train_batches, train_ranks(jax.random.fold_in(k_test, 3)))
     shows = showcase_graphs(test_adjs)
     preds = predict_dense(forward, result.best_params, jax.random.fold_in(k_test, 9), list(shows.values()), cfg, n_edge)
     record = {
