@@ -45,7 +45,14 @@ def _prepare(adj: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Arr
         raise ValueError(f"adjacency must be square, got {adj.shape}")
     real = checks.check_mask(mask, (n,))
     pair = real[:, None] & real[None, :]
-    return jnp.where(pair, adj, 0.0), real
+    adj = jnp.where(pair, adj, 0.0)
+    # Eager calls raise; under jit these are checkify checks (the spectral features of a graph
+    # with a self-loop or a one-way edge would be silently those of another graph).
+    checks.check_value(jnp.all(jnp.isfinite(adj)), "adjacency has non-finite entries among the real nodes")
+    checks.check_value(jnp.all(jnp.diagonal(adj) == 0), "adjacency has a self-loop (nonzero diagonal entry); "
+                       "the spectral features are defined for simple graphs")
+    checks.check_value(jnp.all(adj == adj.T), "adjacency must be symmetric (an undirected graph)")
+    return adj, real
 
 
 def laplacian(adj: jax.Array, mask: jax.Array | None = None) -> jax.Array:

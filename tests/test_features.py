@@ -94,3 +94,19 @@ def test_bad_adjacency_raises():
         features.invariant_node_scores(jnp.zeros((3, 4)))
     with pytest.raises(TypeError, match="floating"):
         features.invariant_node_scores(jnp.zeros((3, 3), jnp.int32))
+
+
+@pytest.mark.parametrize("fn", [features.invariant_node_scores, features.laplacian_eigh])
+def test_bad_adjacency_is_named(fn):
+    adj, mask = _adj(nx.path_graph(4), n_pad=1)
+    adj = np.asarray(adj)
+    loop, one_way, nan = adj.copy(), adj.copy(), adj.copy()
+    loop[1, 1] = 1.0
+    one_way[0, 1] = 0.0
+    nan[2, 3] = nan[3, 2] = np.nan
+    for bad, match in [(loop, "self-loop"), (one_way, "symmetric"), (nan, "non-finite")]:
+        with pytest.raises(ValueError, match=match):
+            fn(bad, mask)
+    padded = adj.copy()
+    padded[4, 4] = padded[4, 0] = np.nan                 # padding rows are never read
+    fn(padded, mask)

@@ -29,9 +29,10 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from sympe_jax import graphs
+from sympe_jax import checks, graphs
 
 __all__ = [
     "MASKED_LOGIT",
@@ -168,6 +169,7 @@ class MPNNEncoder(nn.Module):
                              "must be 1-d arrays of equal length")
         if self.aggregation_norm <= 0:
             raise ValueError(f"aggregation_norm must be positive, got {self.aggregation_norm}")
+        _check_padded_batch(graph, n)
         # N node slots for the masks; jnp n_node so that a NumPy batch closed over under jit works
         graph = graph._replace(nodes=x, n_node=jnp.asarray(graph.n_node), n_edge=jnp.asarray(graph.n_edge))
         real = graphs.node_mask(graph)[:, None]
@@ -181,6 +183,26 @@ class MPNNEncoder(nn.Module):
             h = h + MLP((self.hidden, self.hidden), name=f"update_{layer}")(jnp.concatenate([u, agg], axis=-1))
         z = nn.Dense(self.latent, name="readout")(nn.LayerNorm(name="norm_out")(h))
         return jnp.where(real, z, 0.0)
+
+
+def _check_padded_batch(graph: graphs.GraphsTuple, n: int) -> None:
+    """On concrete arrays (eager calls; under jit the batcher's validation stands), raise for a
+    batch that is not a padded batch of simple graphs on ``n`` node slots: counts that do not
+    add up, indices out of range (which gathers would clamp silently), self-loops on real edges."""
+    if not checks.is_concrete(graph.senders, graph.receivers, graph.n_node, graph.n_edge):
+        return
+    n_node, n_edge = np.asarray(graph.n_node), np.asarray(graph.n_edge)
+    if n_node.sum() != n:
+        raise ValueError(f"graph.n_node sums to {n_node.sum()} but there are {n} node slots")
+    senders, receivers = np.asarray(graph.senders), np.asarray(graph.receivers)
+    if n_edge.sum() != senders.shape[0]:
+        raise ValueError(f"graph.n_edge sums to {n_edge.sum()} but there are {senders.shape[0]} edges")
+    graphs.validate_edges(n, senders, receivers, allow_self_loops=True)   # the padding graph's edges loop
+    # jraph's padding rule, in NumPy (this may run inside a trace of other arrays): the first
+    # padding graph is the last one with nodes, and it holds every padding edge.
+    num_padding_graphs = int(np.argmin(n_node[::-1] == 0)) + 1
+    num_real = senders.shape[0] - int(n_edge[-num_padding_graphs])
+    graphs.validate_edges(n, senders[:num_real], receivers[:num_real])
 
 
 def pair_mask(mask: jax.Array) -> jax.Array:

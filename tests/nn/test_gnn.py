@@ -221,6 +221,18 @@ def test_bad_inputs_raise_clear_errors(key, setup):
     bad = batch.graph._replace(edges=jnp.ones((3, 1)))
     with pytest.raises(ValueError, match="one row per edge"):
         encoder.init(key, bad, batch.graph.nodes)
+    # Eager calls check the batch itself: an out-of-range index (a gather would clamp it), a
+    # self-loop on a real edge, node counts that do not add up to the node slots.
+    g, senders = batch.graph, np.array(batch.graph.senders)
+    for value, match in [(g.nodes.shape[0] + 3, "must lie in"), (int(g.receivers[0]), "self-loop")]:
+        bad_senders = senders.copy()
+        bad_senders[0] = value
+        with pytest.raises(ValueError, match=match):
+            encoder.init(key, g._replace(senders=bad_senders), g.nodes)
+    n_node = np.array(g.n_node)
+    n_node[0] += 1
+    with pytest.raises(ValueError, match="n_node sums to"):
+        encoder.init(key, g._replace(n_node=n_node), g.nodes)
     with pytest.raises(ValueError, match="mask must have shape"):
         gnn.DistanceDecoder().init(key, jnp.ones((2, 4, 3)), jnp.ones((2, 5), bool))
     with pytest.raises(ValueError, match="num_graphs must lie in"):  # static check, before any compute
