@@ -15,7 +15,8 @@ breaking differs:
   ties broken at random, at the encoder input;
 * ``sympe_decoder``: the same encoding mixed into the latents at the decoder instead;
 * ``exact``: v[rank] with rank an exact inversion-kernel sample (nauty canonical labelling
-  composed with a uniform automorphism, ``sympe_jax.automorphisms``), at the encoder input;
+  composed with a uniform automorphism, ``sympe_jax.automorphisms``), at the encoder input.
+
 The preset runs those seven rows (the benchmark's and the issue's). Our own ablations and
 controls run on demand with ``--rows``, at the same budget; the summary lists those that have
 result files of the same configuration below the preset's rows:
