@@ -19,8 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) experiments/demo.py
 
+# Two pytest workers (pytest-xdist): the suite compiles many small XLA programs on one thread
+# each, so it runs about 1.7x faster on 2 cores; --durations lists the slowest tests in the log.
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 --durations=15 tests
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/canonicalization.py

@@ -74,7 +74,7 @@ def _law_sampler(den, params):
 def test_sympe_denoiser_output_law_is_equivariant(mode):
     graph = _graph("CC(C)(C)C(=O)N")
     den = _denoiser(mode)
-    params = den.init(jax.random.key(0), *graph)
+    params = jax.jit(den.init)(jax.random.key(0), *graph)
     g = permutation.random_element(jax.random.key(5), 9, graph[2][0])
     assert_equivariant_in_law(_law_sampler(den, params), jax.random.key(1), graph, g,
                               act_in=_act, act_out=permutation.act_on_dense, num_samples=1500)
@@ -91,7 +91,7 @@ def test_deterministic_tie_break_fails_the_law_test():
     graph = _graph("CC(C)(C)C(=O)N")
     den = _denoiser("sympe")
     den = _FixedTieBreak(den.base, "sympe", 3)
-    params = den.init(jax.random.key(0), *graph)
+    params = jax.jit(den.init)(jax.random.key(0), *graph)
     g = jnp.array([2, 3, 0, 1, 4, 5, 6, 7, 8])   # swaps methyls with each other and the centre
     with pytest.raises(AssertionError, match="laws differ"):
         assert_equivariant_in_law(_law_sampler(den, params), jax.random.key(1), graph, g,
@@ -101,7 +101,7 @@ def test_deterministic_tie_break_fails_the_law_test():
 def test_encodings_keys_ties_and_the_plain_mode():
     X, E, m = _graph("CC(C)(C)C(=O)N")
     den = _denoiser("sympe_edges")
-    params = den.init(jax.random.key(0), X, E, m)
+    params = jax.jit(den.init)(jax.random.key(0), X, E, m)
     assert params["v"].shape == (9, 3) and set(params) == {"net", "v"}
     enc = jax.jit(lambda k, x, e: den.encodings(params, k, x, e, m))
     u, pe = enc(jax.random.key(1), X, E)
@@ -123,11 +123,11 @@ def test_encodings_keys_ties_and_the_plain_mode():
     assert len({tuple(r) for r in np.asarray(ranks_of(jax.random.split(jax.random.key(3), 10), X2, E2, m2))}) == 1
     # "none" is the plain transformer denoiser on params["net"].
     plain = _denoiser("none")
-    p0 = plain.init(jax.random.key(0), X, E, m)
+    p0 = jax.jit(plain.init)(jax.random.key(0), X, E, m)
     assert set(p0) == {"net"}
     t = jnp.full((1,), 0.5)
-    a = plain(p0, jax.random.key(3), X, E, jnp.zeros((1, 0)), m, t)
-    b = plain.base(p0["net"], jax.random.key(3), X, E, jnp.zeros((1, 0)), m, t)
+    a = jax.jit(plain)(p0, jax.random.key(3), X, E, jnp.zeros((1, 0)), m, t)
+    b = jax.jit(plain.base)(p0["net"], jax.random.key(3), X, E, jnp.zeros((1, 0)), m, t)
     np.testing.assert_array_equal(a[0], b[0])
     with pytest.raises(ValueError, match="mode"):
         _denoiser("sympe_nodes")
@@ -142,8 +142,8 @@ def test_digress_with_sympe_trains_v(molecules):
     hist[[5, 9]] = 0.5
     dg = DiGress(den, x_marginals=[0.7, 0.1, 0.15, 0.05], e_marginals=[0.7, 0.25, 0.04, 0.01],
                  n_nodes_histogram=hist, config=DiffusionConfig(T=6))
-    params = den.init(jax.random.key(0), data.X, data.E, data.node_mask)
-    (loss, _), grads = jax.value_and_grad(dg.training_loss, has_aux=True)(params, jax.random.key(1), data)
+    params = jax.jit(den.init)(jax.random.key(0), data.X, data.E, data.node_mask)
+    (loss, _), grads = jax.jit(jax.value_and_grad(dg.training_loss, has_aux=True))(params, jax.random.key(1), data)
     assert np.isfinite(float(loss)) and float(jnp.sum(jnp.abs(grads["v"]))) > 0
-    terms = dg.nll(params, jax.random.key(2), data)
+    terms = jax.jit(dg.nll)(params, jax.random.key(2), data)
     assert np.all(np.isfinite(np.asarray(terms["nll"])))

@@ -30,14 +30,15 @@ def test_gcnn_without_symmetry_breaking_never_beats_e_inv():
     """Theorem: a p4m-equivariant model fed constant couplings outputs one law at every site,
     so its expected energy is at least e_inv (the best product law with constant mean)."""
     model = LatticeModel(method="none", features=(4, 4))
-    params = model.init(jax.random.key(0), jax.random.key(1), jnp.zeros((1, L, L, 5)))
+    params = jax.jit(model.init)(jax.random.key(0), jax.random.key(1), jnp.zeros((1, L, L, 5)))
     rng = np.random.default_rng(0)
     jx, jy = rng.uniform(-3, 3, 64).astype(np.float32), rng.uniform(-3, 3, 64).astype(np.float32)
     h = rng.uniform(0, 2, 64).astype(np.float32)
     x = ising.to_input(jx, jy, h, L)
+    apply = jax.jit(model.apply)
     for k in range(4):  # several random (non-zero-head) parameter draws
         p = _perturbed(params, jax.random.key(10 + k), scale=1.0)
-        logits = model.apply(p, jax.random.key(2), x)
+        logits = apply(p, jax.random.key(2), x)
         np.testing.assert_allclose(logits, jnp.broadcast_to(logits[:, :1, :1], logits.shape), atol=1e-4)
         e = ising.expected_energy(ising.mean_from_logits(logits), ising.constant_bonds(jx, jy, L), h[:, None, None])
         assert np.all(np.asarray(e) >= np.asarray(ising.e_inv(jx, jy, h)) - 1e-5)
@@ -46,7 +47,7 @@ def test_gcnn_without_symmetry_breaking_never_beats_e_inv():
 def test_sympe_breaks_the_symmetry_of_a_constant_input():
     model = LatticeModel(method="sympe", features=(4, 4), scorer_features=(2,))
     x = ising.to_input(jnp.array([1.0]), jnp.array([-2.0]), jnp.array([0.3]), L)
-    params = _perturbed(model.init(jax.random.key(0), jax.random.key(1), x), jax.random.key(3))
+    params = _perturbed(jax.jit(model.init)(jax.random.key(0), jax.random.key(1), x), jax.random.key(3))
     logits = jax.vmap(lambda k: model.apply(params, k, x)[0])(jax.random.split(jax.random.key(4), 64))
     assert float(jnp.std(logits[0])) > 1e-3  # sites differ within a sample
     assert len(np.unique(np.asarray(logits).round(4).reshape(64, -1), axis=0)) > 16  # samples differ
@@ -59,7 +60,7 @@ def test_output_law_is_equivariant_on_a_partly_symmetric_input(method):
     bonds = ising.bond_field(j_right, jnp.full((L, L), 0.7))
     x = jnp.concatenate([bonds, jnp.full((L, L, 1), 0.2)], -1)[None]
     model = LatticeModel(method=method, features=(3, 3), scorer_features=(2,), pe_features=2)
-    params = _perturbed(model.init(jax.random.key(0), jax.random.key(1), x), jax.random.key(5))
+    params = _perturbed(jax.jit(model.init)(jax.random.key(0), jax.random.key(1), x), jax.random.key(5))
     sampler = lambda k, xx: model.apply(params, k, xx)[0]
     g = jnp.array([1, 1, 2])  # a rotation that does not fix x
     assert_equivariant_in_law(sampler, jax.random.key(6), x, g, act_in=_act_input, act_out=lattice.act_on_field,
@@ -80,8 +81,8 @@ def test_deterministic_argmax_fails_the_law_test():
 def test_shapes_and_bad_input(method):
     model = LatticeModel(method=method, features=(2,), scorer_features=(2,), pe_features=2)
     x = jnp.zeros((2, L, L, 5))
-    params = model.init(jax.random.key(0), jax.random.key(1), x)
-    assert model.apply(params, jax.random.key(2), x).shape == (2, L, L)
+    params = jax.jit(model.init)(jax.random.key(0), jax.random.key(1), x)
+    assert jax.jit(model.apply)(params, jax.random.key(2), x).shape == (2, L, L)
     with pytest.raises(ValueError, match="B, L, L"):
         model.apply(params, jax.random.key(2), jnp.zeros((L, L, 5)))
 
