@@ -89,3 +89,28 @@ def test_autoencoder_on_demand_rows_follow_the_preset_rows(tmp_path, monkeypatch
     del summary["on_demand"]                            # summaries written before on-demand rows existed
     (tmp_path / "graph_autoencoder" / "summary.json").write_text(json.dumps(summary))
     assert "on demand" not in report.graph_autoencoder_section()
+
+
+def test_autoencoder_latent_sweep_names_the_lowest_validation_bce(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    d = tmp_path / "graph_autoencoder"
+    d.mkdir()
+    base = {"preset": "cpu", "rows": ["sympe", "laplacian"], "seeds": [0], "latent": 32, "num_steps": 8000,
+            "learning_rate": 1e-3}
+    (d / "summary.json").write_text(json.dumps({"config": base, "order": ["sympe", "laplacian"]}))
+
+    def write(preset, row, latent, bce, error, **changes):
+        rec = {"row": row, "seed": 0, "config": {**base, "preset": preset, "latent": latent, **changes},
+               "best_val": {"val_bce": bce}, "test": {"edge_error_pct": error}}
+        (d / f"{preset}_{row}_seed0.json").write_text(json.dumps(rec))
+    write("cpu", "sympe", 32, 0.090, 0.8)
+    assert report.graph_autoencoder_latent_section() is None              # one latent: no sweep
+    write("cpu", "laplacian", 32, 0.094, 1.0)
+    write("cpu-lat8", "sympe", 8, 0.096, 1.3)
+    write("cpu-lat8", "laplacian", 8, 0.095, 0.97)
+    write("cpu-lr", "sympe", 8, 0.050, 0.1, learning_rate=3e-3)           # another change too: not in the sweep
+    text = report.graph_autoencoder_latent_section()
+    assert "| sympe | 0.0960, 1.30 (0) | 0.0900, 0.80 (0) |" in text
+    assert "latent 8: 0.0955, latent 32: 0.0920. Lowest: latent 32 (the preset's)." in text
+    write("cpu-lat8", "laplacian", 8, 0.080, 0.97)                         # now latent 8 is lower on validation
+    assert "Lowest: latent 8, not the preset's 32." in report.graph_autoencoder_latent_section()
