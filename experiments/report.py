@@ -115,6 +115,17 @@ def _tied_nodes(ties: dict | None) -> str:
     return out
 
 
+def _autoencoder_base(summary: dict) -> dict:
+    """The ``cpu`` preset's run config (selection fields aside), against which variants are compared."""
+    return {k: v for k, v in summary["config"].items() if k not in ("preset", "rows", "seeds")}
+
+
+def _changed_from(cfg: dict, base: dict) -> dict:
+    """The fields of a record's config that differ from ``base``. Fields a record lacks were added to
+    the config later, at the value such runs had, so they count as unchanged."""
+    return {k: v for k, v in cfg.items() if k in base and v != base[k]}
+
+
 def graph_autoencoder_variants_section() -> str | None:
     """Runs of other configurations (``--tag`` variants, other presets), one line per configuration
     and row (mean ± std over its seeds), beside the cpu preset's runs of the same row and seeds."""
@@ -126,7 +137,7 @@ def graph_autoencoder_variants_section() -> str | None:
     for path in paths:
         rec = _load(path)
         groups.setdefault((rec["config"]["preset"], rec["row"]), []).append(rec)
-    base = {k: v for k, v in summary["config"].items() if k not in ("preset", "rows", "seeds")}
+    base = _autoencoder_base(summary)
     lines = ["| configuration | changed from `cpu` | command | row | seeds | test edge error % (per seed) | "
              "train-subset % | `cpu` preset, same row and seeds | test nodes in a SymPE tie group % (tie-break entropy per graph) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -134,7 +145,7 @@ def graph_autoencoder_variants_section() -> str | None:
         recs.sort(key=lambda r: r["seed"])
         cfg = recs[0]["config"]
         seeds = [r["seed"] for r in recs]
-        changed = {k: v for k, v in cfg.items() if k in base and v != base[k]}
+        changed = _changed_from(cfg, base)
         preset, _, tag = cfg["preset"].partition("-")
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
         command = (f"python experiments/graph_autoencoder.py --preset {preset}" + (f" --tag {tag}" if tag else "")
@@ -156,13 +167,12 @@ def graph_autoencoder_latent_section() -> str | None:
     summary = _load(RESULTS / "graph_autoencoder" / "summary.json")
     if summary is None:
         return None
-    base = {k: v for k, v in summary["config"].items() if k not in ("preset", "rows", "seeds")}
+    base = _autoencoder_base(summary)
     runs: dict[tuple[str, int], dict[int, dict]] = {}     # (row, latent) -> {seed: record}
     for path in sorted((RESULTS / "graph_autoencoder").glob("*_seed*.json")):
         rec = _load(path)
         cfg = rec["config"]
-        # fields a record lacks were added to the config later, at the value such runs had
-        if any(k in cfg and cfg[k] != v for k, v in base.items() if k != "latent"):
+        if set(_changed_from(cfg, base)) - {"latent"}:
             continue
         runs.setdefault((rec["row"], cfg["latent"]), {})[rec["seed"]] = rec
     latents = sorted({lat for _, lat in runs})
