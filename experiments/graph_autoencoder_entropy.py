@@ -33,7 +33,7 @@ RESULTS = ROOT / "results" / "graph_autoencoder"
 ORDERING = {"none": None, "noise": None, "laplacian": None, "features": None, "laplacian_features": None,
             "randperm": "randperm", "randperm_features": "randperm",
             "sympe": "sympe", "sympe_features": "sympe", "sympe_laplacian": "sympe", "sympe_decoder": "sympe",
-            "exact": "exact", "exact_features": "exact"}
+            "sympe_learned": "sympe", "exact": "exact", "exact_features": "exact"}
 
 
 def load_groups(preset: str, tags: list[str]) -> dict[tuple[str, str], list[dict]]:

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from sympe_jax import checks
 from sympe_jax.groups import permutation
 
-__all__ = ["DEFAULT_ATOL", "tie_groups", "sort_permutation", "argmax_element"]
+__all__ = ["DEFAULT_ATOL", "tie_groups", "sort_permutation", "soft_ranks", "argmax_element"]
 
 _BLOCK = 128  # block length of the two-level search in argmax_element
 
@@ -135,6 +135,40 @@ def sort_permutation(key: jax.Array, scores: jax.Array, mask: jax.Array | None =
     hi, lo = permutation.random_sort_keys(key, n)
     *_, final = jax.lax.sort((primary, hi, lo, order), num_keys=3)
     return jnp.zeros((n,), jnp.int32).at[final].set(idx)
+
+
+def soft_ranks(scores: jax.Array, mask: jax.Array | None = None, *, temperature: float) -> jax.Array:
+    """A differentiable relaxation of the ranks of :func:`sort_permutation`: float[n, n].
+
+    Row i is a distribution over positions: ``P[i, k]`` is proportional to
+    ``exp(-((s_i - s_(k)) / temperature)^2)`` over the real positions ``k < n_real``, with
+    ``s_(k)`` the k-th smallest real score (a Gaussian kernel: smooth where scores meet). As the temperature goes to 0 a node with a unique score puts
+    all its mass on its rank; nodes tied with others spread it over their group's positions.
+    Masked-out nodes get zero rows. Permuting the nodes permutes the rows (the positions stay),
+    so ``soft_ranks(s) @ v`` is an equivariant, differentiable stand-in for ``v[ranks]``, whose
+    gradient in the scores is not zero (see ``encodings.straight_through_sympe``).
+
+    Args:
+      scores: float[n] per-node scores (finite for real nodes).
+      mask: optional bool[n], True for real nodes.
+      temperature: > 0, in the units of the scores (a fraction of the typical gap between
+        consecutive sorted scores keeps the rows concentrated).
+    """
+    scores = checks.check_floating(scores, "scores", ndim=1)
+    n = scores.shape[0]
+    if n == 0:
+        raise ValueError("soft_ranks: empty graph (no scores)")
+    if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    real = checks.check_mask(mask, (n,))
+    _check_finite_real(scores, real, "soft_ranks")
+    s = jnp.where(real, scores, 0.0)
+    s_sorted = jnp.sort(jnp.where(real, s, jnp.inf))
+    position_real = jnp.arange(n) < jnp.sum(real)
+    diff = (s[:, None] - jnp.where(position_real, s_sorted, 0.0)[None, :]) / temperature
+    logits = jnp.where(position_real[None, :], -jnp.square(diff), -jnp.inf)
+    probs = jax.nn.softmax(jnp.where(real[:, None], logits, 0.0), axis=-1)
+    return jnp.where(real[:, None], probs, 0.0)
 
 
 def argmax_element(key: jax.Array, scores: jax.Array, mask: jax.Array | None = None, *,

@@ -8,6 +8,7 @@ input's symmetry at random, and its law is equivariant.
 Pure functions (usable from any framework):
 
 * graphs: :func:`graph_sympe` (``v[ranks]``), :func:`sample_graph_sympe` (sort, then gather),
+  :func:`straight_through_sympe` (the same sample, with a gradient for a learned scorer),
   :func:`random_permutation_encoding` (``v`` under a uniformly random permutation, no sorting),
   :func:`gaussian_noise`, Laplacian eigenvectors in :mod:`sympe_jax.features`;
 * lattices: :func:`lattice_sympe` (``g~ . v`` for a p4m element), :func:`sample_lattice_sympe`.
@@ -37,6 +38,7 @@ from sympe_jax.groups import lattice
 __all__ = [
     "graph_sympe",
     "sample_graph_sympe",
+    "straight_through_sympe",
     "random_permutation_encoding",
     "gaussian_noise",
     "lattice_sympe",
@@ -96,6 +98,21 @@ def sample_graph_sympe(key: jax.Array, v: jax.Array, scores: jax.Array, mask: ja
     return jnp.where(bad, jnp.nan, out)
 
 
+def straight_through_sympe(key: jax.Array, v: jax.Array, scores: jax.Array, mask: jax.Array | None = None, *,
+                           temperature: float, atol: float = canonicalize.DEFAULT_ATOL) -> jax.Array:
+    """:func:`sample_graph_sympe` whose scores receive a gradient (straight-through). float[n, d].
+
+    The value is exactly ``v[sort_permutation(key, scores, mask)]`` (the same sample, the same
+    law). The gradient with respect to ``scores`` is that of the relaxation
+    ``canonicalize.soft_ranks(scores, mask, temperature=temperature) @ v``, so a scorer upstream
+    of the sort trains on the task loss; the sort alone would give it exactly zero. ``v``
+    receives the same gradient as in :func:`sample_graph_sympe` (through the hard sample only).
+    """
+    hard = sample_graph_sympe(key, v, scores, mask, atol=atol)
+    soft = canonicalize.soft_ranks(scores, mask, temperature=temperature) @ jax.lax.stop_gradient(v)
+    return hard + (soft - jax.lax.stop_gradient(soft))  # the bracket is exactly 0 in value
+
+
 def random_permutation_encoding(key: jax.Array, v: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Baseline: ``v`` under a uniformly random permutation of the real nodes (no sorting).
 
@@ -127,7 +144,8 @@ class GraphSymPE(nn.Module):
     The ranks sort ``scores`` (float[n], from any equivariant scorer: a GNN head, spectral
     invariants, ...) with random tie-breaking. Without ``scores`` the module uses
     :func:`sympe_jax.features.invariant_node_scores` of the adjacency (fixed, informative).
-    Sorting has zero gradient: a learned scorer must be trained through another path.
+    Sorting has zero gradient: a learned scorer must be trained through another path
+    (e.g. :func:`straight_through_sympe`).
 
     Attributes:
       n_max: largest graph the table serves; a larger graph is an error.

@@ -103,6 +103,7 @@ __all__ = [
     "train",
     "make_schedule",
     "make_optimizer",
+    "global_norm",
     "data_mesh",
     "shard_batch",
     "read_log",
@@ -459,6 +460,11 @@ def _to_float(value: Any, what: str) -> float:
 # The jitted step.
 
 
+def global_norm(tree: PyTree) -> jax.Array:
+    """() float32: the L2 norm of all leaves of ``tree`` together (e.g. a gradient)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.abs(g.astype(jnp.float32)) ** 2) for g in jax.tree.leaves(tree)))
+
+
 class _StepOutput(NamedTuple):
     loss: jax.Array  # () the step's loss
     grad_norm: jax.Array  # () global gradient norm
@@ -471,7 +477,7 @@ def _train_step(params, opt_state, acc, batch, key, index, *, loss_fn, optimizer
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, step_key)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
-    grad_norm = jnp.sqrt(sum(jnp.sum(jnp.abs(g.astype(jnp.float32)) ** 2) for g in jax.tree.leaves(grads)))
+    grad_norm = global_norm(grads)
     finite = jnp.stack([jnp.all(jnp.isfinite(loss)), _all_finite(grads), _all_finite(new_params)])
     values = {"loss": loss, "grad_norm": grad_norm, **metrics}
     acc = {

@@ -178,6 +178,31 @@ def test_bad_inputs_raise_clear_errors():
         sp.checked(jax.jit(jax.vmap(sp.sort_permutation)))(jax.random.split(k, 2), jnp.array([[0.0, 1.0], [jnp.nan, 0.0]]))
 
 
+def test_soft_ranks_are_distributions_over_real_positions_and_permute_with_the_nodes():
+    scores = jnp.array([0.3, 0.1, 0.7, 0.3, 0.0, 0.0])
+    mask = jnp.array([True, True, True, True, False, False])
+    p = sp.canonicalize.soft_ranks(scores, mask, temperature=0.02)
+    np.testing.assert_allclose(p.sum(-1), [1, 1, 1, 1, 0, 0], atol=1e-6)
+    np.testing.assert_array_equal(p[:, 4:], 0)       # no mass on padding positions
+    # distinct scores: the mass sits on the hard rank; tied nodes 0 and 3 split positions 1, 2
+    np.testing.assert_allclose(p[1], [1, 0, 0, 0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(p[2], [0, 0, 0, 1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(p[0], [0, 0.5, 0.5, 0, 0, 0], atol=1e-6)
+    np.testing.assert_array_equal(p[0], p[3])
+    g = jnp.array([2, 0, 3, 1, 4, 5])                # node i moves to g[i]
+    moved = sp.canonicalize.soft_ranks(permutation.act_on_nodes(g, scores), permutation.act_on_nodes(g, mask),
+                                       temperature=0.02)
+    np.testing.assert_allclose(moved, permutation.act_on_nodes(g, p), atol=1e-6)
+    # a hotter relaxation spreads the mass; its gradient in the scores is not zero
+    assert float(sp.canonicalize.soft_ranks(scores, mask, temperature=1.0)[1, 0]) < 0.5
+    grad = jax.grad(lambda s: sp.canonicalize.soft_ranks(s, mask, temperature=0.2)[1] @ jnp.arange(6.0))(scores)
+    assert float(jnp.abs(grad).sum()) > 0
+    with pytest.raises(ValueError, match="temperature"):
+        sp.canonicalize.soft_ranks(scores, mask, temperature=0.0)
+    with pytest.raises(ValueError, match="finite"):
+        sp.canonicalize.soft_ranks(jnp.array([0.0, jnp.nan]), temperature=0.1)
+
+
 class JitVmapTest(chex.TestCase):
     """The same ranks and indices with and without jit, and per example under vmap."""
 

@@ -55,6 +55,25 @@ def test_sympe_breaks_symmetry_differently_per_key_and_is_reproducible():
     np.testing.assert_array_equal(a[6:], 0)
 
 
+def test_straight_through_sympe_is_the_same_sample_with_a_gradient_for_the_scores():
+    adj, mask = _cycle()
+    v = jax.random.normal(jax.random.key(0), (8, 3))
+    target = jax.random.normal(jax.random.key(1), (8, 3))
+    scores = jnp.array([0.2, 0.5, 0.2, 0.9, 0.4, 0.7, 0.0, 0.0])   # nodes 0 and 2 tie
+    key = jax.random.key(3)
+    st = lambda v_, s: E.straight_through_sympe(key, v_, s, mask, temperature=0.1)
+    hard = lambda v_, s: E.sample_graph_sympe(key, v_, s, mask)
+    np.testing.assert_array_equal(st(v, scores), hard(v, scores))                     # exactly the same value
+    np.testing.assert_array_equal(jax.jit(st)(v, scores), hard(v, scores))
+    loss = lambda f: lambda v_, s: jnp.sum((f(v_, s) - target) ** 2)
+    gv_st, gs_st = jax.grad(loss(st), (0, 1))(v, scores)
+    gv_hard, gs_hard = jax.grad(loss(hard), (0, 1))(v, scores)
+    np.testing.assert_array_equal(gs_hard, 0)            # the sort alone passes nothing to the scorer
+    assert float(jnp.abs(gs_st[:6]).min()) > 0           # every real node's score gets a gradient
+    np.testing.assert_array_equal(gs_st[6:], 0)          # padding gets none
+    np.testing.assert_allclose(gv_st, gv_hard, atol=1e-6)   # v trains as in plain SymPE
+
+
 def test_graph_larger_than_table_is_an_error_never_a_wrap_around():
     adj, mask = _cycle(n=6, pad=0)
     module = E.GraphSymPE(n_max=4, features=2)

@@ -32,6 +32,7 @@ def test_rows_parse_into_encoding_entry_and_features():
     assert ga.pe_kind("sympe_laplacian") == ("sympe", "encoder", ("laplacian",))
     assert ga.pe_kind("randperm_features") == ("randperm", "encoder", ("features",))
     assert ga.pe_kind("laplacian_features") == ("laplacian", "encoder", ("features",))
+    assert ga.pe_kind("sympe_learned") == ("sympe_learned", "encoder", ())
     assert set(ga.LABELS) == set(ga.ROWS + ga.EXTRA_ROWS)
 
 
@@ -78,7 +79,7 @@ def test_showcase_predictions_keep_the_graph_order_across_batches():
     assert [p.shape for p in preds] == [(3, 3), (5, 5), (7, 7)]
 
 
-@pytest.mark.parametrize("row", ["sympe", "exact", "laplacian"])
+@pytest.mark.parametrize("row", ["sympe", "exact", "laplacian", "sympe_learned"])
 def test_each_encoding_row_evaluates_to_the_direct_count_of_wrong_pairs(row):
     """evaluate() over padded batches (the last one short) agrees with counting the thresholded
     predictions of every real graph by hand: wrong off-diagonal entries / sum of n (n - 1)."""
@@ -106,3 +107,29 @@ def test_each_encoding_row_evaluates_to_the_direct_count_of_wrong_pairs(row):
             pairs += size * (size - 1)
     assert pairs == 20 + 30 + 20
     assert out["edge_error_pct"] == pytest.approx(100.0 * wrong / pairs)
+
+
+def test_learned_scorer_gets_a_gradient_and_its_diagnostics_compare_with_the_fixed_score():
+    import jax
+
+    # a temperature near the score gaps of these small graphs (0.1-0.3), or the relaxation is one-hot
+    cfg = ga.Config(n_max=8, batch_size=2, hidden=8, latent=2, num_layers=1, pe_features=4, scorer_temperature=0.3)
+    adjs = [nx.to_numpy_array(g, dtype=np.uint8) for g in (nx.path_graph(5), nx.cycle_graph(6), nx.star_graph(4))]
+    batch = ga.make_batcher(adjs, cfg, None).make_batch([0, 2])
+    forward, init = ga.build(cfg, "sympe_learned")
+    params = init(jax.random.key(0), batch)
+
+    def loss_fn(p, data_, key):
+        b, r = data_
+        logits, pairs = forward(p, key, b, r)
+        return ga.gnn.reconstruction_loss(logits, b.adjacency, pairs), {}
+
+    ranks = np.zeros((2, cfg.n_max), np.int32)
+    out = ga.scorer_diagnostics(loss_fn, params, params, (batch, ranks), adjs, cfg)
+    assert out["grad_norm_init"] > 0 and out["grad_norm_init"] == out["grad_norm_trained"]
+    assert out["test_nodes_rank_changed_pct"] == 0.0        # untrained: the fixed score's order
+    assert out["tie_orbit_agreement"]["ties_equal_orbits"] == 3
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    moved = jax.tree.unflatten(tree, [x + 3.0 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+    assert ga.scorer_diagnostics(loss_fn, params, moved, (batch, ranks), adjs, cfg)["test_nodes_rank_changed_pct"] > 0
