@@ -142,8 +142,9 @@ def soft_ranks(scores: jax.Array, mask: jax.Array | None = None, *, temperature:
 
     Row i is a distribution over positions: ``P[i, k]`` is proportional to
     ``exp(-((s_i - s_(k)) / temperature)^2)`` over the real positions ``k < n_real``, with
-    ``s_(k)`` the k-th smallest real score (a Gaussian kernel: smooth where scores meet). As the temperature goes to 0 a node with a unique score puts
-    all its mass on its rank; nodes tied with others spread it over their group's positions.
+    ``s_(k)`` the k-th smallest real score (a Gaussian kernel: smooth where scores meet). As
+    the temperature goes to 0 a node with a unique score puts all its mass on its rank; nodes
+    tied with others spread it over their group's positions.
     Masked-out nodes get zero rows. Permuting the nodes permutes the rows (the positions stay),
     so ``soft_ranks(s) @ v`` is an equivariant, differentiable stand-in for ``v[ranks]``, whose
     gradient in the scores is not zero (see ``encodings.straight_through_sympe``).
