@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) experiments/demo.py
+	$(PY) -m experiments.demo
 
 # Two pytest workers (pytest-xdist): the suite compiles many small XLA programs on one thread
 # each, so it runs about 1.7x faster on 2 cores; --durations lists the slowest tests in the log.
@@ -25,10 +25,10 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15 tests
 
 benchmark: $(STAMP)
-	$(PY) benchmarks/canonicalization.py
+	$(PY) -m benchmarks.canonicalization
 
 report: $(STAMP)
-	$(PY) experiments/report.py
+	$(PY) -m experiments.report
 
 clean:
 	rm -rf $(VENV) .jax_cache .pytest_cache .hypothesis

@@ -9,7 +9,7 @@ Measured side by side in one run (run it on an idle machine):
     (cluster, random key)),
   - a plain ``jnp.argsort`` (no tie-breaking: wrong, but the floor a sort can reach),
   - the exact inversion kernel through the automorphism group (pynauty canonical labelling +
-    Schreier-Sims uniform automorphism, :mod:`sympe_jax.automorphisms`) on actual G(n, 0.25)
+    Schreier-Sims uniform automorphism, :mod:`sympe_jax.exact.automorphisms`) on actual G(n, 0.25)
     graphs, timed on a subset and reported per graph and per 1024 graphs;
 * ``argmax_element`` on lifted p4m scores (1024, 8, L, L), L in {8, 16, 32}, against a NumPy
   loop (uniform choice among the maxima within atol).
@@ -17,8 +17,8 @@ Measured side by side in one run (run it on an idle machine):
 Prints medians with the interquartile range, ratios, and the log-log slope of time against n.
 Writes ``results/benchmarks/canonicalization.json`` and ``.md``.
 
-    python benchmarks/canonicalization.py            # full run, a few minutes
-    python benchmarks/canonicalization.py --quick    # smaller, for a smoke test
+    python -m benchmarks.canonicalization            # full run, a few minutes
+    python -m benchmarks.canonicalization --quick    # smaller, for a smoke test
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import sympe_jax as sp
-from sympe_jax import automorphisms
+from sympe_jax.exact import automorphisms
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ATOL = sp.DEFAULT_ATOL
@@ -162,7 +162,8 @@ def _markdown(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.canonicalization", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "canonicalization"))
@@ -176,7 +177,7 @@ def main(argv=None) -> int:
     sort_rows = bench_sort(sizes, batch, reps, exact)
     argmax_rows = bench_argmax(lsizes, batch, reps)
     result = {
-        "command": "python benchmarks/canonicalization.py" + (" --quick" if args.quick else ""),
+        "command": "python -m benchmarks.canonicalization" + (" --quick" if args.quick else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform})",
         "env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "OPENBLAS_CORETYPE", "XLA_FLAGS")},
         "reps": reps, "atol": ATOL, "load_average": list(load_average), "sort": sort_rows, "argmax": argmax_rows,

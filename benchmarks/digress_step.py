@@ -1,7 +1,7 @@
 """Throughput of DiGress on QM9 with and without SymPE: training steps and sampling.
 
 At the paper configuration (9 layers, dx 256, de 64, dy 64: 8.2 M parameters; T = 500), with
-exactly the model, loss and optimizer ``experiments/digress_qm9.py`` trains:
+exactly the model, loss and optimizer ``python -m experiments.digress_qm9`` trains:
 
 * **Training step** (noise, extra features, SymPE encoding, forward, loss, backward,
   AMSGrad update; one jitted function with donated buffers), batch 64 by default (``--batch-sizes
@@ -27,9 +27,9 @@ and stores both. Load averages before and after are recorded: run it on an idle 
 ratios are taken within one process, so they suffer less from other load than the absolute
 times).
 
-    python benchmarks/digress_step.py                       # paper config, batch 64, both allocators
-    python benchmarks/digress_step.py --batch-sizes 64,256 --modes digress,sympe,sympe_edges,noise
-    python benchmarks/digress_step.py --quick               # tiny model, a few steps (smoke test)
+    python -m benchmarks.digress_step                       # paper config, batch 64, both allocators
+    python -m benchmarks.digress_step --batch-sizes 64,256 --modes digress,sympe,sympe_edges,noise
+    python -m benchmarks.digress_step --quick               # tiny model, a few steps (smoke test)
 
 Writes results/benchmarks/digress_step.json (``--quick``: digress_step_quick.json).
 """
@@ -49,7 +49,6 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
 
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1000000000000"}
 REFERENCE_PYTORCH_S_PER_STEP = {"64": 0.674, "256": 2.81, "1024": 10.55}
@@ -57,7 +56,8 @@ PAPER_T = 500
 
 
 def _parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.digress_step", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny model, few steps: a smoke test")
     p.add_argument("--model", choices=("paper", "cpu", "smoke"), default=None,
                    help="model sizes of that digress_qm9 preset (default: paper; smoke with --quick)")
@@ -103,8 +103,8 @@ def _environment() -> dict:
 
 def _batches(num: int, size: int, seed: int = 0):
     """QM9 training molecules (the installed data, else the test fixture), as dense batches."""
-    import digress_qm9 as dq
-    from sympe_jax.data import qm9
+    from experiments.digress_qm9 import main as dq
+    from experiments.digress_qm9 import qm9
     try:
         train = qm9.load_qm9("train")
     except (ImportError, FileNotFoundError):
@@ -121,8 +121,8 @@ def measure(a: argparse.Namespace) -> dict:
     import jax
     import optax
 
-    import digress_qm9 as dq
-    from sympe_jax.nn.graph_transformer import count_params
+    from experiments.digress_qm9 import main as dq
+    from experiments.digress_qm9.graph_transformer import count_params
 
     cfg = dataclasses.replace(dq.PRESETS[a.model], T=PAPER_T)
     env_start = _environment()
@@ -241,8 +241,9 @@ def _child(a: argparse.Namespace, argv: list[str], env_update: dict, drop: tuple
     env.update(env_update)
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "out.json"
-        cmd = [sys.executable, __file__, *argv, "--allocator", "current", "--child-out", str(path)]
-        subprocess.run(cmd, env=env, check=True)
+        cmd = [sys.executable, "-m", "benchmarks.digress_step", *argv, "--allocator", "current",
+               "--child-out", str(path)]
+        subprocess.run(cmd, env=env, check=True, cwd=ROOT)
         return json.loads(path.read_text())
 
 
@@ -256,7 +257,7 @@ def main(argv=None) -> int:
           f", load average {os.getloadavg()}", flush=True)
     if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
         print("  WARNING: the machine is not idle; absolute times are unreliable (ratios less so)", flush=True)
-    result = {"command": "python benchmarks/digress_step.py " + " ".join(argv), "quick": a.quick,
+    result = {"command": "python -m benchmarks.digress_step " + " ".join(argv), "quick": a.quick,
               "reference_pytorch_s_per_step_paper_config": REFERENCE_PYTORCH_S_PER_STEP,
               "reference_note": "PyTorch 2.13 CPU, 2 threads, tuned allocator, random QM9-like batches "
                                 "(reference/ecosystem.md); not measured by this script"}

@@ -1,11 +1,11 @@
 """Training-step time of the graph autoencoder: factored messages against the concatenated MLP.
 
-``gnn.MPNNEncoder`` computes every message ``MLP_m([u_i, u_j, e_ij])`` with
-``gnn.EdgeMLP``, which applies the first layer to the N nodes before gathering them onto the E
+``sympe_jax.nn.mpnn.MPNNEncoder`` computes every message ``MLP_m([u_i, u_j, e_ij])`` with
+``mpnn.EdgeMLP``, which applies the first layer to the N nodes before gathering them onto the E
 edges. The textbook form concatenates ``[u_i, u_j, e_ij]`` per edge and applies the first layer
 to the E rows. Both have the same parameters and compute the same function (checked here: same
 loss on the same parameters); this script times one full training step of
-``experiments/graph_autoencoder.py`` (encoding, encoder, decoder, BCE, backward, Adam) for both
+``python -m experiments.graph_autoencoder`` (encoding, encoder, decoder, BCE, backward, Adam) for both
 forms, side by side in one process, for each message graph (edges, all pairs) and batch size
 (16: the cpu preset, 1: the paper preset).
 
@@ -14,8 +14,8 @@ reversed every other round) and the speed-up is the median over rounds of the pe
 ``t(concat) / t(factored)``. Run it on an idle machine; the ratios suffer less from other load
 than the absolute times.
 
-    python benchmarks/gnn_encoder.py              # row sympe, batches 16 and 1, both message graphs
-    python benchmarks/gnn_encoder.py --quick      # a few steps (smoke test)
+    python -m benchmarks.gnn_encoder              # row sympe, batches 16 and 1, both message graphs
+    python -m benchmarks.gnn_encoder --quick      # a few steps (smoke test)
 
 Writes results/benchmarks/gnn_encoder.json (``--quick``: gnn_encoder_quick.json).
 """
@@ -35,21 +35,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
+from sympe_jax.nn import mpnn
 
-import graph_autoencoder as ga  # noqa: E402  (experiments/)
-from digress_step import _environment, _stats  # noqa: E402  (benchmarks/)
-from sympe_jax.data import erdos_renyi  # noqa: E402
-from sympe_jax.nn import gnn  # noqa: E402
-from sympe_jax.train import save_json  # noqa: E402
+from benchmarks.digress_step import _environment, _stats
+from experiments._lib.train import save_json
+from experiments.graph_autoencoder import data as erdos_renyi
+from experiments.graph_autoencoder import main as ga
+from experiments.graph_autoencoder import models
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 MODES = ("factored", "concat")
 
 
-class ConcatEdgeMLP(gnn.MLP):
-    """The textbook message MLP: ``gnn.MLP`` on the concatenated ``[u[receivers], u[senders], e]``
-    (same parameter names and shapes as ``gnn.EdgeMLP``)."""
+class ConcatEdgeMLP(mpnn.MLP):
+    """The textbook message MLP: ``mpnn.MLP`` on the concatenated ``[u[receivers], u[senders], e]``
+    (same parameter names and shapes as ``mpnn.EdgeMLP``)."""
 
     def __call__(self, u, receivers, senders, edges=None):
         return super().__call__(jnp.concatenate([u[receivers], u[senders]] + ([] if edges is None else [edges]),
@@ -61,12 +62,12 @@ def message_mlp(mode: str):
     """Within the block, ``MPNNEncoder`` builds its messages with the MLP of ``mode``. Everything
     that traces the model (init, the first call of a jitted function) must run inside it; later
     calls of an already compiled function reuse its trace."""
-    factored = gnn.EdgeMLP
-    gnn.EdgeMLP = {"factored": factored, "concat": ConcatEdgeMLP}[mode]   # read by MPNNEncoder when traced
+    factored = mpnn.EdgeMLP
+    mpnn.EdgeMLP = {"factored": factored, "concat": ConcatEdgeMLP}[mode]   # read by MPNNEncoder when traced
     try:
         yield
     finally:
-        gnn.EdgeMLP = factored
+        mpnn.EdgeMLP = factored
 
 
 def _step_fn(cfg: ga.Config, row: str):
@@ -76,7 +77,7 @@ def _step_fn(cfg: ga.Config, row: str):
 
     def loss(params, batch, ranks, key):
         logits, pairs = forward(params, key, batch, ranks)
-        return gnn.reconstruction_loss(logits, batch.adjacency, pairs)
+        return models.reconstruction_loss(logits, batch.adjacency, pairs)
 
     def step(params, opt_state, batch, ranks, key):
         value, grads = jax.value_and_grad(loss)(params, batch, ranks, key)
@@ -149,7 +150,8 @@ def measure(a: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gnn_encoder", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--row", default="sympe", choices=ga.ROWS + ga.EXTRA_ROWS)
     p.add_argument("--batch-sizes", default="16,1")
     p.add_argument("--message-graphs", default="edges,complete")
@@ -172,7 +174,7 @@ def main(argv=None) -> int:
     if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
         print("  WARNING: the machine is not idle; absolute times are unreliable (ratios less so)", flush=True)
     env_start = _environment()
-    result = {"command": "python benchmarks/gnn_encoder.py " + " ".join(argv), "row": a.row,
+    result = {"command": "python -m benchmarks.gnn_encoder " + " ".join(argv), "row": a.row,
               "rounds": a.rounds, "reps": a.reps, "runs": measure(a),
               "environment": {"start": env_start, "end": _environment()}}
     save_json(out, result)

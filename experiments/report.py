@@ -3,8 +3,8 @@
 Each section sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in README.md and is
 regenerated from its result file; nothing in those sections is typed by hand.
 
-    python experiments/report.py          # rewrite README.md in place
-    python experiments/report.py --check  # exit 1 if README.md is out of date
+    python -m experiments.report          # rewrite README.md in place
+    python -m experiments.report --check  # exit 1 if README.md is out of date
 """
 
 from __future__ import annotations
@@ -16,19 +16,33 @@ import re
 import sys
 from typing import Callable
 
-import common  # experiments/common.py
+from experiments._lib import config as common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
+# Result files written before the experiments became packages record script commands
+# (``python experiments/ising.py ...``); they are shown as the module command that runs the same
+# code now (``python -m experiments.ising ...``). Scripts whose module is not their path:
+_MOVED_SCRIPTS = {"experiments/graph_autoencoder_entropy.py": "experiments.graph_autoencoder.entropy",
+                  "experiments/digress_sampling.py": "experiments.digress_qm9.sampling"}
 
 
 def _load(path: pathlib.Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _command(command: str) -> str:
+    """A recorded command, with ``python experiments/<name>.py`` (or ``benchmarks/``) scripts as
+    the ``python -m`` module commands that replace them."""
+    def module(match: re.Match) -> str:
+        path = match.group(1)
+        return "python -m " + _MOVED_SCRIPTS.get(path, path.removesuffix(".py").replace("/", "."))
+    return re.sub(r"python ((?:experiments|benchmarks)/\w+\.py)", module, command)
+
+
 def canonicalization_section() -> str | None:
     md = RESULTS / "benchmarks" / "canonicalization.md"
-    return md.read_text().strip() if md.exists() else None
+    return _command(md.read_text().strip()) if md.exists() else None
 
 
 def _fmt(mean: float, spread: float, digits: int = 3) -> str:
@@ -40,7 +54,7 @@ def ising_section() -> str | None:
     if summary is None:
         return None
     lines = [f"Preset `{summary['preset']}` (L = {summary['config']['L']}, {summary['config']['num_steps']} steps, "
-             f"{len(summary['seeds'])} seeds: mean ± std over seeds). Command: `{summary['command']}`. "
+             f"{len(summary['seeds'])} seeds: mean ± std over seeds). Command: `{_command(summary['command'])}`. "
              f"Gap = energy per site above the exact ground state e_min, on {summary['num_eval']} held-out "
              "Hamiltonians from the paper's law; solved = gap < 1e-6; sampled = spins drawn from the "
              "model's product law, argmax = sign of the logits.", "",
@@ -65,7 +79,8 @@ def graph_autoencoder_section() -> str | None:
         "holds.** ")
     lines = [f"{partial}Preset `{summary['preset']}`: {cfg['num_steps']} steps of batch {cfg['batch_size']} "
              f"(lr {cfg['learning_rate']}, cosine), mean ± std over seeds, test set of "
-             f"{cfg['num_test']} ER graphs, parameters at the best validation BCE. Command: `{summary['command']}`.", "",
+             f"{cfg['num_test']} ER graphs, parameters at the best validation BCE. "
+             f"Command: `{_command(summary['command'])}`.", "",
              "| method | seeds | edge error % (ours) | F1 (ours) | train-subset edge error % | edge error % (paper) |",
              "|---|---|---|---|---|---|"]
     on_demand = summary.get("on_demand", [])
@@ -78,7 +93,7 @@ def graph_autoencoder_section() -> str | None:
                      f"{cell(r['train_edge_error_pct'], 2)} | {paper} |")
     if on_demand:
         lines += ["", "Rows marked *on demand* are our own ablations, outside the preset, at its budget and seeds: "
-                  f"`{summary['command']} --rows {','.join(on_demand)}`."]
+                  f"`{_command(summary['command'])} --rows {','.join(on_demand)}`."]
     floor = summary["wl_floor"]
     ties = summary["tie_orbit_agreement"]
     lines += ["", f"Exact 1-WL floor of any model without symmetry breaking on this test set: "
@@ -168,7 +183,7 @@ def graph_autoencoder_variants_section() -> str | None:
         changed = _changed_from(cfg, base)
         preset, _, tag = cfg["preset"].partition("-")
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
-        command = (f"python experiments/graph_autoencoder.py --preset {preset}" + (f" --tag {tag}" if tag else "")
+        command = (f"python -m experiments.graph_autoencoder --preset {preset}" + (f" --tag {tag}" if tag else "")
                    + (f" {flags}" if flags and tag else "") + f" --rows {row} --seeds {','.join(map(str, seeds))}")
         refs = [_load(RESULTS / "graph_autoencoder" / f"cpu_{row}_seed{seed}.json") for seed in seeds]
         ref = "-" if None in refs else _seed_cell([r["test"]["edge_error_pct"] for r in refs], per_seed=False)
@@ -224,12 +239,12 @@ def graph_autoencoder_latent_section() -> str | None:
 
 
 def graph_autoencoder_entropy_section() -> str | None:
-    """Test error against the randomness of the node ordering (graph_autoencoder_entropy.py)."""
+    """Test error against the randomness of the node ordering (``experiments.graph_autoencoder.entropy``)."""
     study = _load(RESULTS / "graph_autoencoder" / "cpu-entropy.json")
     if study is None:
         return None
     lines = [f"{study['num_steps']} steps, configurations {', '.join(f'`cpu-{t}`' for t in study['tags'])} "
-             f"(the variants above). Command: `{study['command']}`.", "",
+             f"(the variants above). Command: `{_command(study['command'])}`.", "",
              "| configuration | row | ordering entropy (bits per test graph) | seeds | test edge error % (per seed) | "
              "train-subset % |", "|---|---|---|---|---|---|"]
     for r in sorted(study["rows"], key=lambda r: (r["ordering_entropy_bits"] is not None,
@@ -289,7 +304,7 @@ def digress_section() -> str | None:
     lines = [f"{partial}Preset `{summary['preset']}`: {cfg['num_train'] or 'all'} training molecules, "
              f"{cfg['n_layers']} layers (dx {cfg['dx']}), T = {cfg['T']}, {cfg['num_steps']} steps of batch "
              f"{cfg['batch_size']}; test NLL (nats per molecule, {cfg['num_test'] or 'all'} test molecules; "
-             f"{spread}); metrics on {cfg['num_samples']} samples. Command: `{summary['command']}`. "
+             f"{spread}); metrics on {cfg['num_samples']} samples. Command: `{_command(summary['command'])}`. "
              "The paper's NLLs are at its own (full) budget and T = 500, so only the ordering compares. "
              "The paired difference uses the same t and z_t per molecule in every row (± = its standard error).", "",
              "| method | seeds | test NLL (ours; per seed) | NLL minus first row, paired by molecule | validity (per seed) | "
@@ -337,8 +352,8 @@ def digress_sampling_section() -> str | None:
     if study is None:
         return None
     labels = {"step": "redrawn at every reverse step", "trajectory": "drawn once per trajectory"}
-    lines = [f"Command: `{study['command']}` ({study['num_samples']} samples per row, model key and seed; seeds "
-             f"{study['seeds']}). Same sampling key for every entry of a seed: node counts, G_T and transition noise "
+    lines = [f"Command: `{_command(study['command'])}` ({study['num_samples']} samples per row, model key and seed; "
+             f"seeds {study['seeds']}). Same sampling key for every entry of a seed: node counts, G_T and transition noise "
              "are shared, so differences are paired by sample. ± = binomial standard error.", "",
              "| row | model randomness (g~ tie-breaks, noise channels) | seeds | samples | validity | relaxed validity | "
              "uniqueness | novelty |",
@@ -368,8 +383,8 @@ def digress_step_section() -> str | None:
     if bench is None:
         return None
     ref = bench.get("reference_pytorch_s_per_step_paper_config", {})
-    lines = [f"Command: `{bench['command'].strip()}`. Modes timed in alternation within one process; the ratio is "
-             "the median over rounds of t(mode) / t(baseline) [min, max]. The PyTorch reference times are "
+    lines = [f"Command: `{_command(bench['command'].strip())}`. Modes timed in alternation within one process; "
+             "the ratio is the median over rounds of t(mode) / t(baseline) [min, max]. The PyTorch reference times are "
              "from `reference/ecosystem.md`, not re-measured.", "",
              "| allocator | batch | mode | ms / step | molecules / s | ratio to baseline | PyTorch reference, ms / step "
              "| load average (start, end) |",
@@ -400,7 +415,7 @@ def gnn_encoder_section() -> str | None:
     if bench is None:
         return None
     env = bench["environment"]
-    lines = [f"Command: `{bench['command'].strip()}` (row `{bench['row']}`, one full training step of the "
+    lines = [f"Command: `{_command(bench['command'].strip())}` (row `{bench['row']}`, one full training step of the "
              "experiment). Both forms timed in alternation within one process, the same parameters in both; "
              "speed-up = median over rounds of t(concat) / t(factored) [min, max]. Load average at the start "
              f"and end: {env['start']['loadavg'][0]:.1f}, {env['end']['loadavg'][0]:.1f}.", "",
@@ -442,7 +457,8 @@ def render(readme: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     path = ROOT / "README.md"
@@ -450,7 +466,7 @@ def main(argv=None) -> int:
     new = render(old)
     if args.check:
         if new != old:
-            print("README.md is out of date: run python experiments/report.py")
+            print("README.md is out of date: run python -m experiments.report")
             return 1
         return 0
     path.write_text(new)

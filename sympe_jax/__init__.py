@@ -3,33 +3,50 @@
 Lawrence, Portilheiro, Zhang, Kaba. *Improving Equivariant Networks with Probabilistic
 Symmetry Breaking.* ICLR 2025, arXiv 2503.21985.
 
-Typical use::
+Typical use (see :mod:`sympe_jax.encodings` for the contract every encoding follows)::
 
     import sympe_jax as sp
-    ranks = sp.sort_permutation(key, scores, mask)      # g~ ~ inversion kernel (S_n)
-    pe = sp.encodings.graph_sympe(v, ranks, mask)       # node i gets v[ranks[i]]
-    index = sp.argmax_element(key, lifted_scores)        # g~ for any finite group (p4m)
+    enc = sp.graph_encoding("sympe", n_max=16, features=8)      # or "randperm", "laplacian", ...
+    k_init, k_pe = jax.random.split(key)
+    params = enc.init(k_init)                                    # {"v": float[16, 8]}
+    pe = enc.apply(k_pe, params, adjacency, mask)                # float[..., n, 8]
+
+In a Flax model: ``sp.flax.GraphEncoding("sympe", n_max=16, features=8)(graph)``; in a jraph
+pipeline: ``sp.jraph.encode(enc, key, params, graph, n_max=16)``. The primitives underneath:
+``sp.sort_permutation`` (S_n), ``sp.argmax_element`` (any finite group, e.g. p4m).
 """
 
-from sympe_jax import canonicalize, checks, encodings, features, graphs, groups, testing
-from sympe_jax.canonicalize import DEFAULT_ATOL, argmax_element, sort_permutation, tie_groups
+from sympe_jax import canonicalize, checks, encodings, features, graphs, groups, nn, testing
+from sympe_jax import flax, jraph
+from sympe_jax.canonicalize import DEFAULT_ATOL, argmax_element, soft_ranks, sort_permutation, tie_groups
 from sympe_jax.checks import checked
+from sympe_jax.encodings import (GRAPH_ENCODINGS, LATTICE_ENCODINGS, Encoding, graph_encoding,
+                                 lattice_encoding)
 from sympe_jax.groups import lattice, permutation
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_ATOL",
+    "Encoding",
+    "GRAPH_ENCODINGS",
+    "LATTICE_ENCODINGS",
     "argmax_element",
     "canonicalize",
     "checked",
     "checks",
     "encodings",
     "features",
+    "flax",
+    "graph_encoding",
     "graphs",
     "groups",
+    "jraph",
     "lattice",
+    "lattice_encoding",
+    "nn",
     "permutation",
+    "soft_ranks",
     "sort_permutation",
     "testing",
     "tie_groups",

@@ -1,41 +1,55 @@
-"""SymPE positional encodings and the baselines they are compared with.
+"""Symmetry breakers: SymPE and the baselines it is compared with, as pure functions.
 
 SymPE (Algorithm 1 of Lawrence et al., ICLR 2025): sample ``g~`` from the inversion kernel by
-randomized canonicalization, act with it on a learned vector ``v``, and give the network
+randomized canonicalization, act with it on a learned table ``v``, and give the network
 ``g~ . v`` as extra input channels. The network stays equivariant; the encoding breaks the
 input's symmetry at random, and its law is equivariant.
 
-Pure functions (usable from any framework):
+**One contract** (as optax has one for every optimizer). Every symmetry breaker is an
+:class:`Encoding`, a pair of pure functions chosen by name from a registry:
 
-* graphs: :func:`graph_sympe` (``v[ranks]``), :func:`sample_graph_sympe` (sort, then gather),
-  :func:`straight_through_sympe` (the same sample, with a gradient for a learned scorer),
-  :func:`random_permutation_encoding` (``v`` under a uniformly random permutation, no sorting),
-  :func:`gaussian_noise`, Laplacian eigenvectors in :mod:`sympe_jax.features`;
-* lattices: :func:`lattice_sympe` (``g~ . v`` for a p4m element), :func:`sample_lattice_sympe`.
+* graphs, :func:`graph_encoding` (names in :data:`GRAPH_ENCODINGS`)::
 
-Flax modules holding the learned ``v`` and sharing one interface per domain:
+      enc = graph_encoding("sympe", n_max=16, features=8)
+      params = enc.init(key)                                   # {"v": float[n_max, 8]} or {}
+      pe = enc.apply(key, params, adjacency, mask)             # float[..., n, 8]
 
-* graphs, one graph per call (vmap for batches): ``module(key, adjacency, mask, scores=None)
-  -> float[n, features]`` for :class:`GraphSymPE`, :class:`RandomPermutationPE`,
-  :class:`GaussianNoisePE`, :class:`LaplacianPE`, :class:`NoPE`;
-* lattices: ``module(key, x, scores=None) -> float[L, L, features]`` for :class:`LatticeSymPE`,
-  :class:`LatticeNoisePE`, :class:`NoPE`.
+  ``adjacency`` float[..., n, n], ``mask`` bool[..., n]; ``scores=`` float[..., n] replaces the
+  default sort score, ``ranks=`` int[..., n] supplies ``g~`` (the ``"exact"`` encoding).
+* lattices, :func:`lattice_encoding` (names in :data:`LATTICE_ENCODINGS`)::
 
-``key`` comes first and is the only randomness: same key, same encoding.
+      enc = lattice_encoding("sympe", L=8, features=4)
+      pe = enc.apply(key, enc.init(key), x, scores=lifted)    # x float[..., L, L, c] -> float[..., L, L, 4]
+
+``apply`` is batch-aware: any leading axes are batch axes, one independent sample per item
+(the key is split over the flattened batch inside; an unbatched call uses the key itself).
+Same key, same encoding. The Flax and jraph adapters (:mod:`sympe_jax.flax`,
+:mod:`sympe_jax.jraph`) wrap exactly these functions.
+
+Below the registry, the per-item functions it is built from: :func:`graph_sympe`
+(``v[ranks]``), :func:`sample_graph_sympe` (sort, then gather), :func:`straight_through_sympe`
+(the same sample, with a gradient for a learned scorer), :func:`random_permutation_encoding`,
+:func:`gaussian_noise`, :func:`lattice_sympe` and :func:`sample_lattice_sympe`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Callable, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sympe_jax import canonicalize, checks, features
+from sympe_jax import canonicalize, checks
+from sympe_jax.features import invariant_node_scores, randomize_eigenvectors
 from sympe_jax.groups import lattice
 
 __all__ = [
+    "Encoding",
+    "GRAPH_ENCODINGS",
+    "LATTICE_ENCODINGS",
+    "graph_encoding",
+    "lattice_encoding",
     "graph_sympe",
     "sample_graph_sympe",
     "straight_through_sympe",
@@ -43,17 +57,280 @@ __all__ = [
     "gaussian_noise",
     "lattice_sympe",
     "sample_lattice_sympe",
-    "GraphSymPE",
-    "RandomPermutationPE",
-    "GaussianNoisePE",
-    "LaplacianPE",
-    "NoPE",
-    "LatticeSymPE",
-    "LatticeNoisePE",
 ]
 
+Params = dict[str, jax.Array]
 
-# ----------------------------------------------------------------------------- graphs
+
+class Encoding(NamedTuple):
+    """A symmetry breaker: two pure functions and what they need.
+
+    Attributes:
+      init: ``init(key) -> params``, a dict of arrays (``{"v": table}`` for the encodings that
+        learn a table, else ``{}``). The only place a table ``v`` is created.
+      apply: ``apply(key, params, *inputs, **options) -> channels`` (see :func:`graph_encoding`
+        and :func:`lattice_encoding` for each domain's inputs).
+      features: channels of the output (0 for ``"none"``).
+      needs_adjacency: whether ``apply`` reads the adjacency when given ``scores`` (graphs;
+        without ``scores`` the SymPE encodings compute their default score from it).
+      needs_ranks: whether ``apply`` requires ``ranks=`` (the exact inversion kernel, sampled on
+        the host by :mod:`sympe_jax.exact`).
+      random: whether the output depends on the key.
+      uses_scores: whether ``apply`` reads ``scores=`` (the SymPE encodings: the scores it
+        sorts or argmaxes; without them, graphs compute a default from the adjacency and
+        lattices tie every element).
+      learns_scores: whether the scores receive a gradient (``"sympe_learned"``): pass those of
+        a learned scorer.
+    """
+
+    init: Callable[[jax.Array], Params]
+    apply: Callable[..., jax.Array]
+    features: int
+    needs_adjacency: bool = False
+    needs_ranks: bool = False
+    random: bool = True
+    uses_scores: bool = False
+    learns_scores: bool = False
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+def _per_item(fn: Callable, key: jax.Array, batch_shape: tuple[int, ...], *arrays: jax.Array | None) -> jax.Array:
+    """``fn(key_b, *arrays[b])`` for every item b of the leading ``batch_shape`` axes.
+
+    The key is split over the flattened batch (``jax.random.split(key, B)``); with no batch axes
+    ``fn`` gets the key itself. ``None`` arrays are passed through unbatched.
+    """
+    if not batch_shape:
+        return fn(key, *arrays)
+    size = math.prod(batch_shape)
+    flat = [None if a is None else a.reshape((size,) + a.shape[len(batch_shape):]) for a in arrays]
+    axes = [None if a is None else 0 for a in flat]
+    out = jax.vmap(fn, in_axes=(0, *axes))(jax.random.split(key, size), *flat)
+    return out.reshape(batch_shape + out.shape[1:])
+
+
+def _table(shape: tuple[int, ...], init_scale: float) -> Callable[[jax.Array], Params]:
+    """``init(key) -> {"v": init_scale * N(0, 1) of shape}``: the one place a table is created."""
+
+    def init(key: jax.Array) -> Params:
+        return {"v": init_scale * jax.random.normal(key, shape, jnp.float32)}
+    return init
+
+
+def _no_params(key: jax.Array) -> Params:
+    del key
+    return {}
+
+
+def _check_width(features: int, name: str) -> None:
+    if not isinstance(features, int) or features < 1:
+        raise ValueError(f"encoding {name!r} needs features >= 1, got {features!r}")
+
+
+def _check_scale(value: float, what: str) -> None:
+    if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
+
+
+# ----------------------------------------------------------------------------- graphs: registry
+
+GRAPH_ENCODINGS = ("none", "noise", "randperm", "laplacian", "sympe", "sympe_learned", "exact")
+"""Names accepted by :func:`graph_encoding`:
+
+* ``"none"``: no symmetry breaking (zero channels);
+* ``"noise"``: i.i.d. ``N(0, noise_scale^2)`` channels per node;
+* ``"randperm"``: the table ``v`` under a uniformly random permutation (no sorting);
+* ``"laplacian"``: the ``features`` smallest non-trivial Laplacian eigenvectors with a random
+  basis of every eigenspace (:func:`sympe_jax.features.randomize_eigenvectors`); no table;
+* ``"sympe"``: ``v[ranks]``, ranks sorting ``scores`` with random ties (default score:
+  :func:`sympe_jax.features.invariant_node_scores`, fixed);
+* ``"sympe_learned"``: the same sample, with a gradient for the scores
+  (:func:`straight_through_sympe` at ``temperature``): pass the scores of a learned scorer;
+* ``"exact"``: ``v[ranks]`` for ranks supplied by the caller (``ranks=``), e.g. exact
+  inversion-kernel samples from :mod:`sympe_jax.exact`.
+"""
+
+
+def graph_encoding(name: str, *, n_max: int = 0, features: int = 0, atol: float = canonicalize.DEFAULT_ATOL,
+                   init_scale: float = 1.0, noise_scale: float = 1.0, temperature: float = 0.02,
+                   eigen_tol: float = 1e-4) -> Encoding:
+    """The graph symmetry breaker called ``name`` (one of :data:`GRAPH_ENCODINGS`).
+
+    Args:
+      name: which encoding.
+      n_max: rows of the table ``v``: the largest graph served (``randperm``, ``sympe``,
+        ``sympe_learned``, ``exact``); a larger graph is an error (eagerly) or NaN (under jit).
+      features: output channels (ignored by ``"none"``, which has 0).
+      atol: tie tolerance of the sort (:func:`sympe_jax.canonicalize.tie_groups`).
+      init_scale: standard deviation of the initial table ``v``.
+      noise_scale: standard deviation of the ``"noise"`` channels.
+      temperature: soft-rank temperature of ``"sympe_learned"``, in units of the scores.
+      eigen_tol: eigenvalues within this are one eigenspace (``"laplacian"``).
+
+    Returns:
+      An :class:`Encoding` whose ``apply(key, params, adjacency, mask, *, scores=None,
+      ranks=None)`` maps ``adjacency`` float[..., n, n] (or None where not needed) and ``mask``
+      bool[..., n] to float[..., n, features]; masked-out nodes get zeros.
+
+    Cost per graph: the sort and the gather are O(n log n) time and O(n) memory beyond the
+    inputs; the default SymPE score and ``"laplacian"`` read the dense adjacency, O(n^2) memory
+    (the score: ``steps`` matrix products, O(steps n^3); ``"laplacian"``: an ``eigh``, O(n^3)).
+    """
+    if name not in GRAPH_ENCODINGS:
+        raise ValueError(f"unknown graph encoding {name!r}; choose from {GRAPH_ENCODINGS}")
+    canonicalize._check_atol(atol)
+    if name == "none":
+        return Encoding(_no_params, _graph_apply(lambda key, params, adj, mask, scores, ranks:
+                                                 jnp.zeros(mask.shape + (0,), jnp.float32), name), 0, random=False)
+    _check_width(features, name)
+    if name == "noise":
+        _check_scale(noise_scale, "noise_scale")
+
+        def noise(key, params, adj, mask, scores, ranks):
+            return gaussian_noise(key, mask.shape + (features,), mask, noise_scale)
+        return Encoding(_no_params, _graph_apply(noise, name, batched=True), features)
+    if name == "laplacian":
+        def eigenvectors(key, params, adj, mask, scores, ranks):
+            return randomize_eigenvectors(key, adj, mask, features, eigen_tol)
+        return Encoding(_no_params, _graph_apply(eigenvectors, name, needs_adjacency=True), features,
+                        needs_adjacency=True)
+    _check_scale(init_scale, "init_scale")
+    if not isinstance(n_max, int) or n_max < 1:
+        raise ValueError(f"encoding {name!r} needs n_max >= 1 (rows of its table), got {n_max!r}")
+    init = _table((n_max, features), init_scale)
+    if name == "randperm":
+        return Encoding(init, _graph_apply(lambda key, params, adj, mask, scores, ranks:
+                                           random_permutation_encoding(key, params["v"], mask), name), features)
+    if name == "exact":
+        return Encoding(init, _graph_apply(lambda key, params, adj, mask, scores, ranks:
+                                           graph_sympe(params["v"], ranks, mask), name, needs_ranks=True),
+                        features, needs_ranks=True, random=False)
+    if name == "sympe":
+        def sympe(key, params, adj, mask, scores, ranks):
+            return sample_graph_sympe(key, params["v"], scores, mask, atol=atol)
+    else:
+        if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+
+        def sympe(key, params, adj, mask, scores, ranks):
+            return straight_through_sympe(key, params["v"], scores, mask, temperature=temperature, atol=atol)
+    return Encoding(init, _graph_apply(sympe, name, uses_scores=True), features, uses_scores=True,
+                    learns_scores=name == "sympe_learned")
+
+
+def _graph_apply(fn: Callable, name: str, *, batched: bool = False, uses_scores: bool = False,
+                 needs_adjacency: bool = False, needs_ranks: bool = False) -> Callable:
+    """Wrap a per-graph ``fn(key, params, adj, mask, scores, ranks)`` into the batch-aware
+    ``apply(key, params, adjacency, mask, *, scores=None, ranks=None)`` with its input checks
+    (``batched``: ``fn`` handles leading axes itself; ``uses_scores``: missing scores are
+    :func:`sympe_jax.features.invariant_node_scores` of the adjacency)."""
+
+    def apply(key: jax.Array, params: Params, adjacency: jax.Array | None, mask: jax.Array, *,
+              scores: jax.Array | None = None, ranks: jax.Array | None = None) -> jax.Array:
+        mask = jnp.asarray(mask)
+        if mask.dtype != jnp.bool_ or mask.ndim < 1:
+            raise TypeError(f"mask must be a boolean array bool[..., n], got {mask.dtype}{list(mask.shape)}")
+        batch_shape, n = mask.shape[:-1], mask.shape[-1]
+        if adjacency is not None:
+            adjacency = checks.check_floating(adjacency, "adjacency")
+            if adjacency.shape != mask.shape + (n,):
+                raise ValueError(f"adjacency must have shape {mask.shape + (n,)} (mask's shape + n), "
+                                 f"got {adjacency.shape}")
+        if uses_scores and scores is None:
+            if adjacency is None:
+                raise ValueError(f"encoding {name!r} needs scores or an adjacency to compute its default score from")
+            scores = _per_item(lambda k, a, m: invariant_node_scores(a, m), key, batch_shape,
+                               adjacency, mask)
+        if scores is not None:
+            scores = checks.check_floating(scores, "scores")
+            if scores.shape != mask.shape:
+                raise ValueError(f"scores must have the mask's shape {mask.shape}, got {scores.shape}")
+        if ranks is not None and jnp.shape(ranks) != mask.shape:
+            raise ValueError(f"ranks must have the mask's shape {mask.shape}, got {jnp.shape(ranks)}")
+        if needs_ranks and ranks is None:
+            raise ValueError(f"encoding {name!r} needs ranks= (e.g. exact inversion-kernel samples from "
+                             "sympe_jax.exact.inversion_kernel_sample_batch)")
+        if needs_adjacency and adjacency is None:
+            raise ValueError(f"encoding {name!r} needs the adjacency")
+        if batched:
+            return fn(key, params, adjacency, mask, scores, ranks)
+        per_graph = lambda k, a, m, s, r: fn(k, params, a, m, s, r)
+        return _per_item(per_graph, key, batch_shape, adjacency, mask, scores, ranks)
+
+    return apply
+
+
+# ----------------------------------------------------------------------------- lattices: registry
+
+LATTICE_ENCODINGS = ("none", "noise", "sympe", "position")
+"""Names accepted by :func:`lattice_encoding`:
+
+* ``"none"``: no symmetry breaking (zero channels);
+* ``"noise"``: i.i.d. ``N(0, noise_scale^2)`` channels per site;
+* ``"sympe"``: the learned field ``v`` float[L, L, features] moved by ``g~``, sampled by a
+  uniform argmax of the lifted ``scores`` float[..., 8, L, L] (default: all tied, so ``g~`` is
+  uniform on p4m, the inversion kernel of a fully symmetric input);
+* ``"position"``: the learned field ``v`` itself, unmoved: an absolute positional map (NOT
+  equivariant; the baseline for non-equivariant models).
+"""
+
+
+def lattice_encoding(name: str, *, L: int, features: int = 0, atol: float = canonicalize.DEFAULT_ATOL,
+                     init_scale: float = 1.0, noise_scale: float = 1.0) -> Encoding:
+    """The p4m lattice symmetry breaker called ``name`` (one of :data:`LATTICE_ENCODINGS`).
+
+    Args:
+      name: which encoding.
+      L: side of the periodic lattice.
+      features: output channels (ignored by ``"none"``, which has 0).
+      atol: tie tolerance of the argmax over group elements.
+      init_scale: standard deviation of the initial field ``v``.
+      noise_scale: standard deviation of the ``"noise"`` channels.
+
+    Returns:
+      An :class:`Encoding` whose ``apply(key, params, x, *, scores=None)`` maps site fields
+      ``x`` float[..., L, L, c] (only the shape is read) to float[..., L, L, features].
+    """
+    if name not in LATTICE_ENCODINGS:
+        raise ValueError(f"unknown lattice encoding {name!r}; choose from {LATTICE_ENCODINGS}")
+    if not isinstance(L, int) or L < 1:
+        raise ValueError(f"L must be a positive int, got {L!r}")
+    canonicalize._check_atol(atol)
+    width = 0 if name == "none" else features
+    if name != "none":
+        _check_width(features, name)
+
+    def apply(key: jax.Array, params: Params, x: jax.Array, *, scores: jax.Array | None = None) -> jax.Array:
+        x = jnp.asarray(x)
+        if x.ndim < 3 or x.shape[-3:-1] != (L, L):
+            raise ValueError(f"lattice input must have shape [..., {L}, {L}, c], got {x.shape}")
+        batch_shape = x.shape[:-3]
+        if name == "none":
+            return jnp.zeros(x.shape[:-1] + (0,), jnp.float32)
+        if name == "noise":
+            return gaussian_noise(key, x.shape[:-1] + (features,), scale=noise_scale)
+        v = params["v"]
+        if name == "position":
+            return jnp.broadcast_to(v, x.shape[:-1] + (features,))
+        if scores is None:
+            scores = jnp.zeros(batch_shape + (8, L, L), jnp.float32)
+        elif jnp.shape(scores) != batch_shape + (8, L, L):
+            raise ValueError(f"lattice scores must be lifted maps of shape {batch_shape + (8, L, L)}, "
+                             f"got {jnp.shape(scores)}")
+        return _per_item(lambda k, s: sample_lattice_sympe(k, v, s, atol=atol)[0], key, batch_shape, scores)
+
+    if name in ("sympe", "position"):
+        _check_scale(init_scale, "init_scale")
+        init = _table((L, L, features), init_scale)
+    else:
+        _check_scale(noise_scale, "noise_scale")
+        init = _no_params
+    return Encoding(init, apply, width, random=name in ("noise", "sympe"), uses_scores=name == "sympe")
+
+
+# ----------------------------------------------------------------------------- per item: graphs
 
 
 def graph_sympe(v: jax.Array, ranks: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -109,7 +386,9 @@ def straight_through_sympe(key: jax.Array, v: jax.Array, scores: jax.Array, mask
     receives the same gradient as in :func:`sample_graph_sympe` (through the hard sample only).
     """
     hard = sample_graph_sympe(key, v, scores, mask, atol=atol)
-    soft = canonicalize.soft_ranks(scores, mask, temperature=temperature) @ jax.lax.stop_gradient(v)
+    n, n_max = scores.shape[-1], v.shape[0]
+    rows = v[:n] if n <= n_max else jnp.pad(v, ((0, n - n_max), (0, 0)))  # positions 0..n-1 (beyond n_max: an error above)
+    soft = canonicalize.soft_ranks(scores, mask, temperature=temperature) @ jax.lax.stop_gradient(rows)
     return hard + (soft - jax.lax.stop_gradient(soft))  # the bracket is exactly 0 in value
 
 
@@ -133,104 +412,7 @@ def gaussian_noise(key: jax.Array, shape: tuple[int, ...], mask: jax.Array | Non
     return jnp.where(jnp.asarray(mask)[..., None], noise, 0.0)
 
 
-def _graph_inputs(adjacency: jax.Array, mask: jax.Array | None) -> jax.Array:
-    adjacency = checks.check_floating(adjacency, "adjacency", ndim=2)
-    return checks.check_mask(mask, adjacency.shape[:1])
-
-
-class GraphSymPE(nn.Module):
-    """SymPE for graphs: a learned table ``v`` of shape (n_max, features); node i gets ``v[rank(i)]``.
-
-    The ranks sort ``scores`` (float[n], from any equivariant scorer: a GNN head, spectral
-    invariants, ...) with random tie-breaking. Without ``scores`` the module uses
-    :func:`sympe_jax.features.invariant_node_scores` of the adjacency (fixed, informative).
-    Sorting has zero gradient: a learned scorer must be trained through another path
-    (e.g. :func:`straight_through_sympe`).
-
-    Attributes:
-      n_max: largest graph the table serves; a larger graph is an error.
-      features: encoding width d.
-      atol: tie tolerance for the sort.
-    """
-
-    n_max: int
-    features: int
-    atol: float = canonicalize.DEFAULT_ATOL
-    init_scale: float = 1.0
-
-    @nn.compact
-    def __call__(self, key: jax.Array, adjacency: jax.Array, mask: jax.Array | None = None,
-                 scores: jax.Array | None = None) -> jax.Array:
-        real = _graph_inputs(adjacency, mask)
-        if adjacency.shape[0] > self.n_max:
-            checks.check_value(jnp.sum(real) <= self.n_max,
-                               "graph has {} nodes but GraphSymPE has n_max = {}", jnp.sum(real), jnp.asarray(self.n_max))
-        v = self.param("v", nn.initializers.normal(self.init_scale), (self.n_max, self.features))
-        if scores is None:
-            scores = features.invariant_node_scores(adjacency, real)
-        return sample_graph_sympe(key, v, scores, real, atol=self.atol)
-
-
-class RandomPermutationPE(nn.Module):
-    """Baseline: the learned table ``v`` under a uniformly random permutation (no sorting)."""
-
-    n_max: int
-    features: int
-    init_scale: float = 1.0
-
-    @nn.compact
-    def __call__(self, key: jax.Array, adjacency: jax.Array, mask: jax.Array | None = None,
-                 scores: jax.Array | None = None) -> jax.Array:
-        real = _graph_inputs(adjacency, mask)
-        v = self.param("v", nn.initializers.normal(self.init_scale), (self.n_max, self.features))
-        return random_permutation_encoding(key, v, real)
-
-
-class GaussianNoisePE(nn.Module):
-    """Baseline: i.i.d. Gaussian node channels (fresh per key)."""
-
-    features: int
-    scale: float = 1.0
-
-    @nn.compact
-    def __call__(self, key: jax.Array, adjacency: jax.Array, mask: jax.Array | None = None,
-                 scores: jax.Array | None = None) -> jax.Array:
-        real = _graph_inputs(adjacency, mask)
-        return gaussian_noise(key, (adjacency.shape[0], self.features), real, self.scale)
-
-
-class LaplacianPE(nn.Module):
-    """Baseline: the k smallest non-trivial Laplacian eigenvectors as node channels.
-
-    ``randomize=True`` (default) draws a random sign and a random basis of every repeated
-    eigenspace with ``key`` (equivariant in law); ``randomize=False`` returns ``eigh``'s
-    arbitrary choice (not equivariant: the sign ambiguity is left to the network).
-    """
-
-    k: int = 8
-    randomize: bool = True
-
-    @nn.compact
-    def __call__(self, key: jax.Array, adjacency: jax.Array, mask: jax.Array | None = None,
-                 scores: jax.Array | None = None) -> jax.Array:
-        real = _graph_inputs(adjacency, mask)
-        if self.randomize:
-            return features.randomize_eigenvectors(key, adjacency, real, self.k)
-        return features.laplacian_eigenvectors(adjacency, real, self.k)
-
-
-class NoPE(nn.Module):
-    """No symmetry breaking: zero channels (``features`` wide, default 0), for either domain."""
-
-    features: int = 0
-
-    @nn.compact
-    def __call__(self, key: jax.Array, x: jax.Array, *args: Any, **kwargs: Any) -> jax.Array:
-        # Graphs pass the adjacency (n, n): zeros (n, features); lattices (L, L, c): (L, L, features).
-        return jnp.zeros(x.shape[:-1] + (self.features,), jnp.float32)
-
-
-# ----------------------------------------------------------------------------- lattices
+# ----------------------------------------------------------------------------- per item: lattices
 
 
 def lattice_sympe(g: jax.Array, v: jax.Array) -> jax.Array:
@@ -254,39 +436,3 @@ def sample_lattice_sympe(key: jax.Array, v: jax.Array, scores: jax.Array, *,
         raise ValueError(f"SymPE field {v.shape} does not match the lattice size L = {L}")
     g = lattice.element_from_index(canonicalize.argmax_element(key, scores, atol=atol), L)
     return lattice_sympe(g, v), g
-
-
-class LatticeSymPE(nn.Module):
-    """SymPE for p4m lattices: a learned field ``v`` (L, L, features), moved by a sampled g~.
-
-    ``scores`` is a lifted map (8, L, L) from a p4m-equivariant scorer (e.g. a G-CNN head);
-    without it every element ties (a constant score) and g~ is uniform on p4m, which is the
-    inversion kernel of a fully symmetric input. Returns the moved field (L, L, features), to be
-    concatenated to the input channels.
-    """
-
-    features: int
-    atol: float = canonicalize.DEFAULT_ATOL
-    init_scale: float = 1.0
-
-    @nn.compact
-    def __call__(self, key: jax.Array, x: jax.Array, scores: jax.Array | None = None) -> jax.Array:
-        if x.ndim != 3 or x.shape[0] != x.shape[1]:
-            raise ValueError(f"lattice input must have shape (L, L, c), got {x.shape}")
-        L = x.shape[0]
-        v = self.param("v", nn.initializers.normal(self.init_scale), (L, L, self.features))
-        if scores is None:
-            scores = jnp.zeros((8, L, L), jnp.float32)
-        moved, _ = sample_lattice_sympe(key, v, scores, atol=self.atol)
-        return moved
-
-
-class LatticeNoisePE(nn.Module):
-    """Baseline: i.i.d. Gaussian channels per site."""
-
-    features: int
-    scale: float = 1.0
-
-    @nn.compact
-    def __call__(self, key: jax.Array, x: jax.Array, scores: jax.Array | None = None) -> jax.Array:
-        return gaussian_noise(key, x.shape[:-1] + (self.features,), scale=self.scale)

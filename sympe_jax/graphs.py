@@ -160,29 +160,35 @@ def local_node_index(graph: GraphsTuple) -> jax.Array:
     return (jnp.arange(seg.shape[0], dtype=jnp.int32) - offsets[seg]).astype(jnp.int32)
 
 
-def to_dense(graph: GraphsTuple, n_max: int, edge_values: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """Dense per-graph adjacency and node masks.
+def to_dense(graph: GraphsTuple, n_max: int, edge_values: jax.Array | None = None,
+             num_graphs: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """Dense per-graph adjacency and node masks of a padded batch.
 
     Args:
-      graph: a batch of G graphs; every graph must have at most ``n_max`` nodes (the padding
-        graph's nodes are dropped).
+      graph: a batch padded with :func:`pad` (its last graph is padding); every real graph has
+        at most ``n_max`` nodes.
       n_max: static size of the dense blocks.
       edge_values: optional [E, ...] values to scatter instead of 1.
+      num_graphs: static number of leading graphs to keep (default: all G graph slots, the
+        padding graph giving an all-False block); real graphs must not be dropped.
     Returns:
-      adjacency [G, n_max, n_max, ...] (float32, padding edges dropped) and mask bool[G, n_max].
+      adjacency [num_graphs, n_max, n_max, ...] (float32, or the dtype of ``edge_values``;
+      padding edges dropped) and mask bool[num_graphs, n_max].
+    Raises:
+      ValueError: a real graph has more than ``n_max`` nodes, or ``num_graphs`` would drop a
+        real graph (eagerly; under ``jit`` a checkify check, see :mod:`sympe_jax.checks`).
+        Larger graphs are never truncated silently.
     """
-    seg = node_graph_index(graph)
-    local = local_node_index(graph)
-    real = node_mask(graph)
-    n_graph = graph.n_node.shape[0]
-    mask = jnp.zeros((n_graph, n_max), bool).at[seg, jnp.where(real, local, n_max)].set(True, mode="drop")
-    emask = edge_mask(graph)
-    vals = jnp.ones(graph.senders.shape, jnp.float32) if edge_values is None else edge_values
-    vals = jnp.where(emask.reshape(emask.shape + (1,) * (vals.ndim - 1)), vals, 0)
-    adj = jnp.zeros((n_graph, n_max, n_max) + vals.shape[1:], vals.dtype)
-    g_of_edge = seg[graph.senders]
-    rows = jnp.where(emask, local[graph.senders], n_max)
-    adj = adj.at[g_of_edge, rows, local[graph.receivers]].add(vals, mode="drop")
+    seg, local, has_slot, num_graphs = _dense_slots(graph, n_max, num_graphs)
+    rows = jnp.where(has_slot, seg, num_graphs)  # out of range: dropped
+    mask = jnp.zeros((num_graphs, n_max), bool).at[rows, local].set(True, mode="drop")
+    senders, receivers = jnp.asarray(graph.senders), jnp.asarray(graph.receivers)
+    keep = edge_mask(graph._replace(n_node=jnp.asarray(graph.n_node), n_edge=jnp.asarray(graph.n_edge)))
+    keep = keep & has_slot[senders] & has_slot[receivers]
+    vals = jnp.ones(senders.shape, jnp.float32) if edge_values is None else jnp.asarray(edge_values)
+    vals = jnp.where(keep.reshape(keep.shape + (1,) * (vals.ndim - 1)), vals, 0)
+    adj = jnp.zeros((num_graphs, n_max, n_max) + vals.shape[1:], vals.dtype)
+    adj = adj.at[jnp.where(keep, seg[senders], num_graphs), local[senders], local[receivers]].add(vals, mode="drop")
     return adj, mask
 
 

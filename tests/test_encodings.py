@@ -20,13 +20,14 @@ def _cycle(n=6, pad=2):
 GRAPH_ACT_IN = lambda g, x: (permutation.act_on_dense(g, x[0]), permutation.act_on_nodes(g, x[1]))
 
 
-@pytest.mark.parametrize("module", [E.GraphSymPE(n_max=10, features=3), E.RandomPermutationPE(n_max=10, features=3),
-                                    E.GaussianNoisePE(features=3), E.LaplacianPE(k=3)])
-def test_graph_encodings_are_equivariant_in_law(module):
+@pytest.mark.parametrize("name", ["noise", "randperm", "laplacian", "sympe", "sympe_learned"])
+def test_graph_encodings_are_equivariant_in_law(name):
+    # Bug caught: an encoding that reads node indices (e.g. ties broken by index, eigh's sign).
     adj, mask = _cycle()
     adj = adj.at[0, 3].set(1.0).at[3, 0].set(1.0)  # a chord: fewer automorphisms, unequal orbits
-    params = module.init(jax.random.key(0), jax.random.key(1), adj, mask)
-    sampler = lambda k, x: module.apply(params, k, x[0], x[1])
+    enc = E.graph_encoding(name, n_max=10, features=3)
+    params = enc.init(jax.random.key(0))
+    sampler = lambda k, x: enc.apply(k, params, x[0], x[1])
     g = permutation.random_element(jax.random.key(5), 8, mask)
     assert_equivariant_in_law(sampler, jax.random.key(2), (adj, mask), g,
                               act_in=GRAPH_ACT_IN, act_out=permutation.act_on_nodes, num_samples=3000)
@@ -44,9 +45,9 @@ def test_deterministic_positions_fail_the_law_test():
 
 def test_sympe_breaks_symmetry_differently_per_key_and_is_reproducible():
     adj, mask = _cycle()
-    module = E.GraphSymPE(n_max=8, features=4)
-    params = module.init(jax.random.key(0), jax.random.key(1), adj, mask)
-    run = jax.jit(lambda k: module.apply(params, k, adj, mask))
+    enc = E.graph_encoding("sympe", n_max=8, features=4)
+    params = enc.init(jax.random.key(0))
+    run = jax.jit(lambda k: enc.apply(k, params, adj, mask))
     a, b = run(jax.random.key(3)), run(jax.random.key(4))
     np.testing.assert_array_equal(a, run(jax.random.key(3)))
     assert not np.allclose(a, b)
@@ -76,14 +77,14 @@ def test_straight_through_sympe_is_the_same_sample_with_a_gradient_for_the_score
 
 def test_graph_larger_than_table_is_an_error_never_a_wrap_around():
     adj, mask = _cycle(n=6, pad=0)
-    module = E.GraphSymPE(n_max=4, features=2)
-    params = {"params": {"v": jnp.ones((4, 2))}}
+    enc = E.graph_encoding("sympe", n_max=4, features=2)
+    params = {"v": jnp.ones((4, 2))}
     with pytest.raises(ValueError, match="n_max = 4"):
-        module.apply(params, jax.random.key(0), adj, mask)
-    out = jax.jit(lambda k: module.apply(params, k, adj, mask))(jax.random.key(0))
+        enc.apply(jax.random.key(0), params, adj, mask)
+    out = jax.jit(lambda k: enc.apply(k, params, adj, mask))(jax.random.key(0))
     assert np.all(np.isnan(out))
     with pytest.raises(ValueError, match="n_max = 4"):
-        sp.checked(jax.jit(lambda k: module.apply(params, k, adj, mask)))(jax.random.key(0))
+        sp.checked(jax.jit(lambda k: enc.apply(k, params, adj, mask)))(jax.random.key(0))
 
 
 def test_bad_ranks_and_scores():
@@ -108,19 +109,103 @@ def test_lattice_sympe_is_equivariant_in_law():
                               act_in=lattice.act_on_lifted, act_out=lattice.act_on_field, num_samples=4000)
 
 
-def test_lattice_module_on_constant_input_samples_all_of_p4m():
+def test_lattice_sympe_on_constant_input_samples_all_of_p4m():
+    # Bug caught: an argmax that breaks ties by index (one element only) or misses elements.
     L = 4
     x = jnp.ones((L, L, 5))
-    module = E.LatticeSymPE(features=2)
-    params = module.init(jax.random.key(0), jax.random.key(1), x)
-    outs = jax.vmap(lambda k: module.apply(params, k, x))(jax.random.split(jax.random.key(2), 2000))
+    enc = E.lattice_encoding("sympe", L=L, features=2)
+    params = enc.init(jax.random.key(0))
+    outs = jax.vmap(lambda k: enc.apply(k, params, x))(jax.random.split(jax.random.key(2), 2000))
     assert outs.shape == (2000, L, L, 2)
     assert len(np.unique(np.asarray(outs).round(5).reshape(2000, -1), axis=0)) == 8 * L * L
-    noise = E.LatticeNoisePE(features=3).apply({}, jax.random.key(0), x)
-    assert noise.shape == (L, L, 3)
-    assert E.NoPE().apply({}, jax.random.key(0), x).shape == (L, L, 0)
-    assert E.NoPE(features=2).apply({}, jax.random.key(0), jnp.zeros((6, 6))).shape == (6, 2)
+    noise = E.lattice_encoding("noise", L=L, features=3)
+    assert noise.apply(jax.random.key(0), noise.init(jax.random.key(0)), x).shape == (L, L, 3)
+    none = E.lattice_encoding("none", L=L)
+    assert none.features == 0 and none.apply(jax.random.key(0), {}, x).shape == (L, L, 0)
     with pytest.raises(ValueError, match="lifted"):
         E.sample_lattice_sympe(jax.random.key(0), jnp.ones((L, L, 2)), jnp.ones((4, L, L)))
     with pytest.raises(ValueError, match="L = 4"):
         E.sample_lattice_sympe(jax.random.key(0), jnp.ones((5, 5, 2)), jnp.ones((8, L, L)))
+    with pytest.raises(ValueError, match=r"\[\.\.\., 4, 4, c\]"):
+        enc.apply(jax.random.key(0), params, jnp.ones((5, 5, 1)))
+    with pytest.raises(ValueError, match="lifted maps of shape"):
+        enc.apply(jax.random.key(0), params, x, scores=jnp.ones((4, L, L)))
+
+
+# ----------------------------------------------------------------------------- the registry contract
+
+_BATCH_ADJ = np.stack([np.pad(nx.to_numpy_array(nx.cycle_graph(6), dtype=np.float32), ((0, 2), (0, 2)))] * 2)
+_BATCH_MASK = np.stack([np.arange(8) < 6] * 2)
+
+
+def _apply(enc, key, adj, mask, **kw):
+    return enc.apply(key, enc.init(jax.random.key(7)), adj, mask, **kw)
+
+
+@pytest.mark.parametrize("name", ["noise", "randperm", "laplacian", "sympe", "sympe_learned"])
+def test_batch_of_two_identical_graphs_gets_two_independent_samples(name):
+    # Bug caught: one key reused for every item of a batch (identical graphs, identical encodings).
+    enc = E.graph_encoding(name, n_max=8, features=3)
+    out = np.asarray(jax.jit(lambda k: _apply(enc, k, _BATCH_ADJ, _BATCH_MASK))(jax.random.key(1)))
+    assert out.shape == (2, 8, 3)
+    assert not np.allclose(out[0], out[1])
+    np.testing.assert_array_equal(out[:, 6:], 0)                      # padding nodes get zeros
+
+
+@pytest.mark.parametrize("name", ["randperm", "laplacian", "sympe", "exact"])
+def test_batched_apply_is_the_per_item_apply_with_split_keys(name):
+    # The documented convention: item b of a batch uses jax.random.split(key, B)[b].
+    enc = E.graph_encoding(name, n_max=8, features=3)
+    params = enc.init(jax.random.key(7))
+    adj = jnp.asarray(_BATCH_ADJ).at[1, 0, 3].set(1.0).at[1, 3, 0].set(1.0)
+    ranks = jnp.stack([jnp.arange(8), jnp.array([1, 0, 2, 3, 4, 5, 6, 7])]).astype(jnp.int32)
+    kw = (lambda b: {"ranks": ranks if b is None else ranks[b]}) if enc.needs_ranks else (lambda b: {})
+    key = jax.random.key(3)
+    batched = enc.apply(key, params, adj[None], jnp.asarray(_BATCH_MASK)[None],
+                        **{k: v[None] for k, v in kw(None).items()})           # leading axes (1, 2)
+    assert batched.shape == (1, 2, 8, 3)
+    keys = jax.random.split(key, 2)
+    for b in range(2):
+        np.testing.assert_allclose(batched[0, b], enc.apply(keys[b], params, adj[b], _BATCH_MASK[b], **kw(b)),
+                                   rtol=0, atol=1e-6)
+
+
+def test_registry_rejects_bad_names_and_inputs():
+    with pytest.raises(ValueError, match="unknown graph encoding 'sympee'.*'sympe'"):
+        E.graph_encoding("sympee", n_max=4, features=2)
+    with pytest.raises(ValueError, match="unknown lattice encoding"):
+        E.lattice_encoding("randperm", L=4, features=2)
+    with pytest.raises(ValueError, match="features >= 1"):
+        E.graph_encoding("sympe", n_max=4, features=0)
+    with pytest.raises(ValueError, match="n_max >= 1"):
+        E.graph_encoding("randperm", features=2)
+    with pytest.raises(ValueError, match="atol"):
+        E.graph_encoding("sympe", n_max=4, features=2, atol=-1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        E.graph_encoding("sympe_learned", n_max=4, features=2, temperature=0.0)
+    enc = E.graph_encoding("sympe", n_max=8, features=2)
+    params = enc.init(jax.random.key(0))
+    with pytest.raises(TypeError, match="boolean"):
+        enc.apply(jax.random.key(0), params, _BATCH_ADJ, _BATCH_MASK.astype(np.int32))
+    with pytest.raises(ValueError, match="adjacency must have shape"):
+        enc.apply(jax.random.key(0), params, _BATCH_ADJ[:, :7], _BATCH_MASK)
+    with pytest.raises(ValueError, match="needs scores or an adjacency"):
+        enc.apply(jax.random.key(0), params, None, _BATCH_MASK)
+    with pytest.raises(ValueError, match="scores must have the mask's shape"):
+        enc.apply(jax.random.key(0), params, None, _BATCH_MASK, scores=jnp.zeros((2, 7)))
+    with pytest.raises(ValueError, match="needs ranks="):
+        _apply(E.graph_encoding("exact", n_max=8, features=2), jax.random.key(0), _BATCH_ADJ, _BATCH_MASK)
+    with pytest.raises(ValueError, match="needs the adjacency"):
+        _apply(E.graph_encoding("laplacian", features=2), jax.random.key(0), None, _BATCH_MASK)
+
+
+def test_given_scores_replace_the_default_and_need_no_adjacency():
+    enc = E.graph_encoding("sympe", n_max=8, features=2)
+    params = enc.init(jax.random.key(0))
+    scores = jnp.tile(jnp.arange(8.0), (2, 1))                     # all distinct: ranks = identity
+    out = enc.apply(jax.random.key(1), params, None, _BATCH_MASK, scores=scores)
+    expected = np.where(_BATCH_MASK[..., None], np.asarray(params["v"])[None], 0.0)
+    np.testing.assert_array_equal(out, expected)
+    # the default score ties every node of a cycle: another key, another ordering
+    a = enc.apply(jax.random.key(1), params, _BATCH_ADJ, _BATCH_MASK)
+    assert not np.allclose(a, expected)

@@ -6,7 +6,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from sympe_jax import automorphisms, canonicalize, features
+from sympe_jax import canonicalize, features
+from sympe_jax.exact import automorphisms
 from sympe_jax.groups import permutation
 from sympe_jax.testing import assert_equivariant
 

@@ -1,13 +1,8 @@
 """experiments/report.py: README sections are rendered from result files, and only from them."""
 
 import json
-import pathlib
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "experiments"))
-
-import report  # noqa: E402
+from experiments import report
 
 
 def _digress_summary(seeds):
@@ -16,7 +11,7 @@ def _digress_summary(seeds):
            "uniqueness": [0.99, 0.0], "novelty": None, "train_wall_time_s": 1000.0}
     cfg = {"num_train": 20000, "n_layers": 4, "dx": 128, "T": 100, "num_steps": 2000, "batch_size": 128,
            "num_test": 2048, "num_samples": 512}
-    return {"preset": "cpu", "command": "python experiments/digress_qm9.py --preset cpu", "config": cfg,
+    return {"preset": "cpu", "command": "python -m experiments.digress_qm9 --preset cpu", "config": cfg,
             "seeds": seeds, "order": ["sympe"], "rows": {"sympe": row}, "complete": False}
 
 
@@ -73,7 +68,7 @@ def test_autoencoder_on_demand_rows_follow_the_preset_rows(tmp_path, monkeypatch
     def row(label, error, paper=None):
         return {"label": label, "paper": paper, "seeds": [0, 1], "edge_error_pct": [error, 0.1],
                 "f1": [0.98, 0.001], "train_edge_error_pct": [error / 2, 0.05]}
-    summary = {"preset": "cpu", "command": "python experiments/graph_autoencoder.py --preset cpu",
+    summary = {"preset": "cpu", "command": "python experiments/graph_autoencoder.py --preset cpu",   # an old record
                "config": {"num_steps": 8000, "batch_size": 16, "learning_rate": 1e-3, "num_test": 500},
                "order": ["sympe"], "on_demand": ["features"],
                "rows": {"sympe": row("SymPE", 1.1, 0.77), "features": row("structural features", 8.5)},
@@ -84,7 +79,7 @@ def test_autoencoder_on_demand_rows_follow_the_preset_rows(tmp_path, monkeypatch
     lines = report.graph_autoencoder_section().splitlines()
     sympe = next(i for i, line in enumerate(lines) if line.startswith("| SymPE |"))
     assert lines[sympe + 1].startswith("| structural features (on demand) | 2 | 8.50 ± 0.10 |")
-    assert "`python experiments/graph_autoencoder.py --preset cpu --rows features`" in "\n".join(lines)
+    assert "`python -m experiments.graph_autoencoder --preset cpu --rows features`" in "\n".join(lines)
 
     del summary["on_demand"]                            # summaries written before on-demand rows existed
     (tmp_path / "graph_autoencoder" / "summary.json").write_text(json.dumps(summary))
@@ -114,3 +109,13 @@ def test_autoencoder_latent_sweep_names_the_lowest_validation_bce(tmp_path, monk
     assert "latent 8: 0.0955, latent 32: 0.0920. Lowest: latent 32 (the preset's)." in text
     write("cpu-lat8", "laplacian", 8, 0.080, 0.97)                         # now latent 8 is lower on validation
     assert "Lowest: latent 8, not the preset's 32." in report.graph_autoencoder_latent_section()
+
+
+def test_recorded_script_commands_are_shown_as_module_commands():
+    assert report._command("python experiments/ising.py --preset cpu") == "python -m experiments.ising --preset cpu"
+    assert (report._command("python experiments/digress_sampling.py --preset cpu")
+            == "python -m experiments.digress_qm9.sampling --preset cpu")
+    assert (report._command("python experiments/graph_autoencoder_entropy.py --tags a")
+            == "python -m experiments.graph_autoencoder.entropy --tags a")
+    assert report._command("python benchmarks/gnn_encoder.py --quick") == "python -m benchmarks.gnn_encoder --quick"
+    assert report._command("python -m experiments.ising --preset cpu") == "python -m experiments.ising --preset cpu"

@@ -1,0 +1,188 @@
+"""What every experiment shares: config presets on the command line, run directories, result files."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import pathlib
+from typing import Any, Callable, Mapping, Sequence
+
+
+# Fields that choose which runs to do, not how one run goes: adding a seed or a row (or reordering
+# them) must neither retrain nor orphan the runs already done.
+SELECTION_FIELDS = ("rows", "methods", "seeds")
+
+
+def run_config(cfg: Any, ignore: tuple[str, ...] = (), late_defaults: Mapping[str, Any] | None = None) -> dict:
+    """The config as JSON data, without the selection fields (and ``ignore``): what identifies one run.
+
+    ``late_defaults`` (default: the config class's ``LATE_DEFAULTS``, a ``ClassVar`` dict) names
+    fields added after runs were recorded, with the value those runs implicitly had: a field at
+    that value is left out, so adding it changes neither old runs' identity nor their directory.
+    """
+    if late_defaults is None:
+        late_defaults = getattr(cfg, "LATE_DEFAULTS", {})
+    data = json.loads(json.dumps(dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg))
+    return {k: v for k, v in data.items() if k not in SELECTION_FIELDS and k not in ignore
+            and not (k in late_defaults and v == late_defaults[k])}
+
+
+def same_run_config(recorded: Any, cfg: Any, ignore: tuple[str, ...] = ()) -> bool:
+    """Whether a result file's recorded config describes a run of ``cfg`` (selection fields and
+    ``ignore`` aside; ``cfg``'s ``LATE_DEFAULTS`` apply to both)."""
+    late = getattr(cfg, "LATE_DEFAULTS", {})
+    return isinstance(recorded, dict) and run_config(recorded, ignore, late) == run_config(cfg, ignore, late)
+
+
+def run_dir_name(cfg: Any, eval_fields: tuple[str, ...] = ()) -> str:
+    """``<preset>-<hash of the run config>``: runs of different configs never share checkpoints.
+
+    ``eval_fields`` name fields that only change the evaluation after training: runs that differ
+    only there share their checkpoints, so changing them evaluates the trained model again
+    instead of retraining it.
+    """
+    digest = hashlib.sha256(json.dumps(run_config(cfg, eval_fields), sort_keys=True).encode()).hexdigest()[:8]
+    return f"{cfg.preset}-{digest}"
+
+
+def _type_name(annotation: Any) -> str:
+    """``"int"``, ``"tuple[str, ...]"``, ...: a field's annotation as written (string or type)."""
+    if isinstance(annotation, str):
+        return annotation
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation)
+
+
+def parse_config(config_cls: type, presets: Mapping[str, Any], argv=None, *, doc: str | None = None,
+                 choices: Mapping[str, tuple[str, ...]] | None = None,
+                 parents: Sequence[argparse.ArgumentParser] = (),
+                 prog: str | None = None) -> tuple[Any, argparse.Namespace]:
+    """``--preset NAME`` plus one ``--field-name VALUE`` flag per config field (tuples comma-separated).
+
+    ``doc`` is the ``--help`` description (the script's docstring) and ``prog`` the command in its
+    usage line (e.g. ``"python -m experiments.ising"``); ``parents`` are argparse parents
+    (``add_help=False``) whose flags ``--help`` lists too (a script parsing some flags of its own
+    first). ``choices`` maps tuple fields to their allowed values (checked with a
+    clear error).
+    ``--tag NAME`` names a variant: the config's preset becomes ``<preset>-<NAME>``, so its
+    result files, summary and run directories never overwrite the preset's own.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=doc, parents=list(parents),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(presets), default=next(iter(presets)))
+    parser.add_argument("--force", action="store_true", help="retrain even if a result file exists")
+    parser.add_argument("--summarize-only", action="store_true",
+                        help="train nothing: summarize the result files of this config that exist")
+    parser.add_argument("--tag", default=None,
+                        help="variant name: results and runs are written under <preset>-<tag> (letters, digits, -)")
+    fields = [f for f in dataclasses.fields(config_cls) if f.name != "preset"]
+    types = {f.name: _type_name(f.type) for f in fields}
+    for field in fields:
+        flag = "--" + field.name.replace("_", "-")
+        if types[field.name].startswith("tuple"):
+            parser.add_argument(flag, type=str, default=None, help=f"comma-separated {field.name}")
+        else:
+            parser.add_argument(flag, type={"int": int, "float": float, "str": str}[types[field.name]], default=None)
+    args = parser.parse_args(argv)
+    overrides = {}
+    for field in fields:
+        value = getattr(args, field.name)
+        if value is None:
+            continue
+        if types[field.name].startswith("tuple"):
+            conv = str if "str" in types[field.name] else int
+            value = tuple(conv(v) for v in value.split(","))
+        overrides[field.name] = value
+    if args.tag is not None:
+        if not args.tag or not all(c.isalnum() or c == "-" for c in args.tag):
+            parser.error(f"--tag must be letters, digits and '-', got {args.tag!r}")
+        overrides["preset"] = f"{args.preset}-{args.tag}"
+    cfg = dataclasses.replace(presets[args.preset], **overrides)
+    for name, allowed in (choices or {}).items():
+        bad = set(getattr(cfg, name)) - set(allowed)
+        if bad:
+            parser.error(f"unknown {name} {sorted(bad)}; choose from {allowed}")
+    return cfg, args
+
+
+def summary_prefix(preset: str) -> str:
+    """File-name prefix of a preset's summary and figures: none for ``cpu`` (the preset the README
+    reads), ``<preset>_`` for every other one, so a ``paper`` or tagged run never replaces them."""
+    return "" if preset == "cpu" else f"{preset}_"
+
+
+def result_path(results_dir, cfg: Any, name: str, seed: int) -> pathlib.Path:
+    """Where one run's result file lives: ``<results_dir>/<preset>_<name>_seed<seed>.json``."""
+    return pathlib.Path(results_dir) / f"{cfg.preset}_{name}_seed{seed}.json"
+
+
+def matching_record(path, cfg: Any) -> dict | None:
+    """The result file at ``path`` if it exists and was written by a run of ``cfg``, else None."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record if same_run_config(record.get("config"), cfg) else None
+
+
+def finished_run(results_dir, cfg: Any, name: str, seed: int, force: bool = False) -> tuple[pathlib.Path, dict | None]:
+    """``(result path, its record)`` of one run; the record is None when the run must (re)run:
+    no result file of this config yet, or ``force``. Says so when it skips."""
+    path = result_path(results_dir, cfg, name, seed)
+    old = None if force else matching_record(path, cfg)
+    if old is not None:
+        print(f"[{name} seed {seed}] result exists, skipping ({path.name})", flush=True)
+    return path, old
+
+
+def existing_records(results_dir, cfg: Any, names: tuple[str, ...], field: str) -> list[dict]:
+    """Per-run result files ``<preset>_<name>_seed<k>.json`` written with exactly this config.
+
+    ``field`` is the record key holding the name (``"row"`` or ``"method"``).
+    """
+    out = []
+    for seed in cfg.seeds:
+        for name in names:
+            record = matching_record(result_path(results_dir, cfg, name, seed), cfg)
+            if record is not None and record.get(field) == name:
+                out.append(record)
+    return out
+
+
+def lowest_seed_records(records: list[dict], field: str) -> dict[str, dict]:
+    """For each row/method name (``record[field]``), its record with the lowest seed (for figures)."""
+    out: dict[str, dict] = {}
+    for record in sorted(records, key=lambda r: -r["seed"]):
+        out[record[field]] = record
+    return out
+
+
+def collect_records(cfg: Any, args, results_dir, run: Callable[[str, int], dict], *,
+                    names: str = "rows", field: str = "row") -> tuple[Any, list[dict], bool]:
+    """Run (or with ``--summarize-only`` just read) every (name, seed) of ``cfg``.
+
+    ``run(name, seed)`` trains one run, or returns its result when it exists. ``names`` is the
+    config's tuple field of row names, ``field`` the record key holding one. Returns the config
+    narrowed to the names that have records, the records, and whether every requested
+    (name, seed) is among them.
+    """
+    requested = getattr(cfg, names)
+    if args.summarize_only:
+        records = existing_records(results_dir, cfg, requested, field)
+        if not records:
+            raise SystemExit("no result files for this config yet")
+    else:
+        records = [run(name, seed) for seed in cfg.seeds for name in requested]
+    present = tuple(n for n in requested if any(r[field] == n for r in records))
+    complete = present == tuple(requested) and len(records) == len(requested) * len(cfg.seeds)
+    return dataclasses.replace(cfg, **{names: present}), records, complete
+
+
+def command_line(module: str, argv=None) -> str:
+    """The command that regenerates a run's results: ``python -m experiments.<module> <flags>``
+    (``module`` e.g. ``"ising"`` or ``"digress_qm9.sampling"``), without the flags that only
+    change what is (re)done now (``--summarize-only``, ``--force``)."""
+    import sys
+    flags = [a for a in (sys.argv[1:] if argv is None else argv) if a not in ("--summarize-only", "--force")]
+    return " ".join(["python", "-m", f"experiments.{module}", *flags])

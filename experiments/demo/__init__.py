@@ -1,0 +1,1 @@
+"""A short SymPE demo: ``python -m experiments.demo`` (or ``make demo``); see :mod:`.main`."""

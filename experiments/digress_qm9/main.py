@@ -1,0 +1,553 @@
+"""DiGress on QM9 without hydrogens: with and without SymPE, at the same budget.
+
+Every row trains the same DiGress (graph transformer, marginal transitions, cosine schedule,
+loss CE_X + 5 CE_E, the reference's AMSGrad) with the same data, steps, batch size, width and
+seeds; only the symmetry breaking of the denoiser differs (``experiments.digress_qm9.diffusion.sympe``):
+
+* ``digress``: no symmetry breaking (the reference model);
+* ``noise``: ``pe_features`` i.i.d. Gaussian node channels, fresh at every denoiser call;
+* ``sympe`` ("nodes only"): node i gets ``v[rank(i)]``, ``v`` a learned (9, pe_features)
+  table, ``rank`` from sorting an exactly equivariant score of the *noisy* graph (spectral +
+  cycles + typed neighbourhood hash, ``sympe.node_scores``) with random tie-breaking;
+* ``sympe_edges``: the same node channels plus pair channels ``[u_i u_j, u_i + u_j]``,
+  ``u = v[rank]``, appended to the edge input.
+
+g~ is part of the model's randomness: one sample per graph per denoiser call, drawn from the
+denoiser's key. Training uses one g~ per graph and step; the test NLL (the reference's four
+terms, nats per molecule, ``nll_repeats`` independent draws of t per molecule) uses one
+independent g~ at t and one at t = 0, which in expectation upper-bounds the bound of the model
+that averages over g~ (see the docstring of ``experiments.digress_qm9.diffusion.sympe``); sampling draws a
+fresh g~ at every reverse step. Rows of one seed share the evaluation key, hence every t and
+z_t per molecule: the summary gives each row's NLL minus the first row's, paired by molecule.
+
+Presets:
+
+* ``cpu`` (3 rows: digress, noise, sympe; ``--rows ...,sympe_edges`` adds the fourth): a
+  20,000-molecule subset of the training split, the reduced transformer
+  (``GraphTransformerConfig.cpu()``: 4 layers, dx 128, de 32, dy 32; 1.4 M parameters),
+  T = 100, batch 128, 2,000 steps (13 epochs of the subset), AMSGrad lr 5e-4 with gradient
+  clipping at 1; test NLL on the whole test split (13,055 molecules, 4 draws each), 1,024 samples.
+  Measured on 2 cores: 1.3-1.9
+  training steps/s (1,219-1,528 s of training per row, the slower ones with other jobs on the
+  cores) plus about 3 min of compilation, evaluation and sampling; each result file records its
+  wall times.
+  ``--seeds 0,1,2`` triples it.
+* ``paper``: the reference scale for an accelerator: 9 layers (8.2 M parameters), T = 500,
+  batch 1024, 1000 epochs of the full training split (95,000 steps), AMSGrad lr 2e-4, no
+  clipping; test NLL on the whole test split (13,055), 10,000 samples; all four rows.
+* ``smoke``: a few steps of a tiny model on the test fixture
+  (``tests/experiments/digress_qm9/fixtures``), for the test suite.
+
+    python -m experiments.digress_qm9 --preset cpu                  # 3 rows x 1 seed, ~75 min, 2 cores
+    python -m experiments.digress_qm9 --preset cpu --seeds 0,1,2    # 3 seeds, ~4 h
+    python -m experiments.digress_qm9 --preset paper                # accelerator
+    python -m experiments.digress_qm9 --preset cpu --rows sympe --num-steps 500   # override any field
+
+Runs checkpoint (orbax) under runs/digress_qm9/<preset>-<config hash>/<row>_seed<k>/ and resume
+where they stopped (also after training: evaluation restarts from the final checkpoint);
+finished runs (a result file with the same config) are skipped, ``--force`` retrains. Writes
+results/digress_qm9/<preset>_<row>_seed<k>.json (config, seed, versions, environment, wall
+times, test NLL and its four terms, validity / relaxed validity / uniqueness / novelty, sampled
+SMILES), results/digress_qm9/summary.json and results/digress_qm9/samples.png (RDKit drawings
+of sampled molecules, one block per row; presets other than ``cpu`` write them with a
+``<preset>_`` prefix, so the README's cpu table is never replaced). Validity follows the reference: strict validity on
+the molecule without charges; uniqueness on the relaxed-valid SMILES; novelty against the
+SMILES of the whole training split (not only the subset trained on).
+
+Targets (paper, test NLL; its budget is unknown): DiGress 129.7, DiGress + noise 126.5,
+DiGress + SymPE 30.3 (which we take to be nodes + edges, since the paper also lists a
+"nodes only" row whose numbers are not available); the reference DiGress after its likelihood
+bug-fix reports 69.6 (T = 500; cpu-preset numbers use T = 100 and are not comparable to it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.metadata
+import json
+import math
+import os
+import pathlib
+import platform
+import shutil
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from sympe_jax import canonicalize
+
+from experiments._lib import config as common
+from experiments._lib import train as training
+from experiments.digress_qm9 import molecules, qm9
+from experiments.digress_qm9.diffusion import DiffusionConfig, DiGress, dense
+from experiments.digress_qm9.diffusion import sympe as sympe_lib
+from experiments.digress_qm9.graph_transformer import GraphTransformerConfig, count_params
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURE = "tests/experiments/digress_qm9/fixtures/qm9_tiny.csv"
+ROWS = ("digress", "noise", "sympe", "sympe_edges")
+MODE = {"digress": "none", "noise": "noise", "sympe": "sympe", "sympe_edges": "sympe_edges"}
+LABELS = {"digress": "DiGress", "noise": "DiGress + noise", "sympe": "DiGress + SymPE (nodes only)",
+          "sympe_edges": "DiGress + SymPE (nodes + edges)"}
+PAPER_NLL = {"digress": 129.7, "noise": 126.5, "sympe_edges": 30.3}
+NLL_TERMS = ("nll", "node_count", "prior_kl", "diffusion", "reconstruction")
+# Fields read only after training: changing them evaluates the trained checkpoint again.
+EVAL_FIELDS = ("num_test", "nll_repeats", "num_samples", "sample_batch", "num_draw")
+METRICS = ("validity", "relaxed_validity", "uniqueness", "novelty", "valid_connected")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    preset: str = "cpu"
+    rows: tuple[str, ...] = ("digress", "noise", "sympe")
+    seeds: tuple[int, ...] = (0,)
+    source: str = ""                # "" = the installed qm9pack data; else a CSV (relative to the repo)
+    num_train: int = 20_000         # training subset (0 = the whole split, 97,734)
+    num_val: int = 256              # validation molecules for the NLL logged during training
+    num_test: int = 0               # test molecules for the final NLL (0 = the whole split, 13,055)
+    # Graph transformer (reference names; GraphTransformerConfig.cpu()).
+    n_layers: int = 4
+    dx: int = 128
+    de: int = 32
+    dy: int = 32
+    n_head: int = 8
+    mlp_X: int = 256
+    mlp_E: int = 128
+    mlp_y: int = 128
+    dim_ffX: int = 256
+    dim_ffE: int = 128
+    dim_ffy: int = 2048
+    dropout: float = 0.1
+    # Diffusion and training.
+    T: int = 100
+    t_min_train: int = 1
+    batch_size: int = 128
+    num_steps: int = 2000
+    learning_rate: float = 5e-4
+    weight_decay: float = 1e-12
+    clip_norm: float = 1.0          # 0 = no clipping (the reference)
+    pe_features: int = 8            # SymPE table width / noise channels (pair channels: twice that)
+    atol: float = 1e-5
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    # Evaluation.
+    eval_batch: int = 256
+    nll_repeats: int = 4            # independent (t, noise, g~) draws per test molecule
+    num_samples: int = 1024
+    sample_batch: int = 256
+    num_draw: int = 12              # molecules drawn per row in samples.png
+    data_seed: int = 1234           # which subsets (same for every row and seed)
+
+
+PRESETS = {
+    "cpu": Config(),
+    "paper": Config(preset="paper", rows=ROWS, seeds=(0, 1, 2), num_train=0, num_val=1024, num_test=0,
+                    n_layers=9, dx=256, de=64, dy=64, T=500, batch_size=1024, num_steps=1000 * 95,
+                    learning_rate=2e-4, clip_norm=0.0, eval_every=5 * 95, checkpoint_every=10 * 95,
+                    eval_batch=1024, num_samples=10_000, sample_batch=2048),
+    "smoke": Config(preset="smoke", rows=("digress", "sympe_edges"), source=FIXTURE, num_train=0, num_val=8,
+                    num_test=16, n_layers=1, dx=16, de=8, dy=8, n_head=2, mlp_X=16, mlp_E=8, mlp_y=8,
+                    dim_ffX=16, dim_ffE=8, dim_ffy=16, T=8, batch_size=8, num_steps=4, eval_every=2,
+                    checkpoint_every=2, pe_features=3, eval_batch=8, num_samples=8, sample_batch=8, num_draw=4),
+}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Data:
+    train: qm9.QM9Split           # the whole training split (novelty, marginals)
+    val: qm9.QM9Split
+    test: qm9.QM9Split
+    train_idx: np.ndarray         # the subset trained on
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    info: qm9.DatasetInfo         # marginals of the whole training split
+    source: str | None
+
+
+def _subset(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    return np.arange(n) if k <= 0 or k >= n else np.sort(rng.choice(n, k, replace=False))
+
+
+def load_data(cfg: Config) -> Data:
+    source = str(ROOT / cfg.source) if cfg.source else None
+    train, val, test = (qm9.load_qm9(s, source=source) for s in qm9.SPLITS)
+    rng = np.random.default_rng(cfg.data_seed)
+    return Data(train, val, test, _subset(len(train), cfg.num_train, rng), _subset(len(val), cfg.num_val, rng),
+                _subset(len(test), cfg.num_test, rng), qm9.dataset_info(train), source)
+
+
+def make_batch(split: qm9.QM9Split, idx: np.ndarray) -> dense.DenseGraphs:
+    """Dense one-hot batch (4 atom, 4 bond classes; padded to 9 nodes) of molecules ``idx``."""
+    X, E, mask = split.X[idx], split.E[idx], split.mask[idx]
+    return dense.DenseGraphs(qm9.node_one_hot(X), qm9.edge_one_hot(E, mask), mask)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def net_config(cfg: Config) -> GraphTransformerConfig:
+    return GraphTransformerConfig(n_layers=cfg.n_layers, mlp_X=cfg.mlp_X, mlp_E=cfg.mlp_E, mlp_y=cfg.mlp_y,
+                                  dx=cfg.dx, de=cfg.de, dy=cfg.dy, n_head=cfg.n_head, dim_ffX=cfg.dim_ffX,
+                                  dim_ffE=cfg.dim_ffE, dim_ffy=cfg.dim_ffy, dropout=cfg.dropout,
+                                  out_dim_X=qm9.NUM_ATOM_CLASSES, out_dim_E=qm9.NUM_EDGE_CLASSES)
+
+
+def build(cfg: Config, row: str, info: qm9.DatasetInfo | None = None) -> DiGress:
+    """DiGress with the row's denoiser; marginals and node counts of ``info`` (else the reference's,
+    with the aromatic class dropped)."""
+    den = sympe_lib.make_denoiser(MODE[row], net_config(cfg), cfg.pe_features, atol=cfg.atol)
+    if info is None:
+        x_m, e_m, hist = qm9.DIGRESS_NODE_MARGINALS, qm9.DIGRESS_EDGE_MARGINALS, qm9.DIGRESS_N_NODES
+    else:
+        x_m, e_m, hist = info.node_marginals, info.edge_marginals, info.n_nodes
+    return DiGress(den, x_marginals=x_m, e_marginals=e_m, n_nodes_histogram=hist,
+                   config=DiffusionConfig(T=cfg.T, t_min_train=cfg.t_min_train))
+
+
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
+    """The reference's ``AdamW(amsgrad=True, weight_decay=1e-12)``, constant lr, optional clipping."""
+    parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm > 0 else []
+    parts += [optax.scale_by_amsgrad(), optax.add_decayed_weights(cfg.weight_decay), optax.scale(-cfg.learning_rate)]
+    return optax.chain(*parts)
+
+
+def init_params(dg: DiGress, key: jax.Array, batch: dense.DenseGraphs):
+    return dg.denoiser.init(key, jnp.asarray(batch.X), jnp.asarray(batch.E), jnp.asarray(batch.node_mask))
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _padded_chunks(idx: np.ndarray, size: int):
+    """Chunks of ``size`` indices; the last is padded with its first index (the padding is dropped)."""
+    for start in range(0, len(idx), size):
+        chunk = idx[start:start + size]
+        yield np.concatenate([chunk, np.full(size - len(chunk), chunk[0])]), len(chunk)
+
+
+def test_nll(dg: DiGress, params, key, split: qm9.QM9Split, idx: np.ndarray, batch: int, repeats: int = 1,
+             desc: str | None = None) -> dict:
+    """Mean (and standard error over molecules) of the NLL and of its four terms, nats per molecule."""
+    # Plain single-device arrays: the train loop's mesh-sharded params/keys would compile a second copy.
+    params, key = jax.device_put((params, key), jax.local_devices()[0])
+    per_mol = {k: np.zeros(len(idx)) for k in NLL_TERMS}
+    chunks = list(_padded_chunks(idx, batch))
+    bar = tqdm.tqdm(total=repeats * len(chunks), desc=desc, leave=False, disable=desc is None, file=sys.stderr)
+    for r in range(repeats):
+        offset = 0
+        for b, (chunk, real) in enumerate(chunks):
+            terms = dg.nll(params, jax.random.fold_in(jax.random.fold_in(key, r), b), make_batch(split, chunk))
+            for k in NLL_TERMS:
+                per_mol[k][offset:offset + real] += np.asarray(terms[k])[:real] / repeats
+            offset += real
+            bar.update(1)
+    bar.close()
+    out = {k: float(v.mean()) for k, v in per_mol.items()}
+    out["nll_sem"] = float(per_mol["nll"].std(ddof=1) / math.sqrt(len(idx))) if len(idx) > 1 else 0.0
+    out["num_molecules"], out["repeats"] = int(len(idx)), int(repeats)
+    # Per molecule, for paired comparisons: rows evaluated with the same key share every t and z_t.
+    out["per_molecule"] = np.round(per_mol["nll"], 4).tolist()
+    return out
+
+
+def sample_molecules(dg: DiGress, params, key, num: int, batch: int, desc: str | None = None,
+                     model_key: str = "step"):
+    """``num`` samples as int arrays ``(X [num, 9], E [num, 9, 9], mask [num, 9])``; ``model_key``
+    as in ``DiGress.sample``. The first ``k`` samples of a key do not depend on ``num``."""
+    params, key = jax.device_put((params, key), jax.local_devices()[0])
+    Xs, Es, Ms = [], [], []
+    for i in tqdm.trange(math.ceil(num / batch), desc=desc, leave=False, disable=desc is None, file=sys.stderr):
+        X, E, M = dg.sample(params, jax.random.fold_in(key, i), num_samples=batch, model_key=model_key)
+        Xs.append(np.asarray(X)), Es.append(np.asarray(E)), Ms.append(np.asarray(M))
+    return np.concatenate(Xs)[:num], np.concatenate(Es)[:num], np.concatenate(Ms)[:num]
+
+
+def _tied_nodes(groups: np.ndarray) -> int:
+    """Number of nodes sharing their tie group with another node."""
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    return int((counts[inverse] > 1).sum())
+
+
+def tie_statistics(data: Data, cfg: Config, key, max_molecules: int = 2048) -> dict:
+    """How much symmetry the SymPE sort has to break: ties of ``node_scores`` on test molecules,
+    clean and noised to t = T/2 (ties there are exactly the typed automorphism orbits on the
+    400 clean test molecules checked when this was written)."""
+    idx = data.test_idx[:max_molecules]
+    g = make_batch(data.test, idx)
+    X, E, mask = jnp.asarray(g.X), jnp.asarray(g.E), jnp.asarray(g.node_mask)
+    dg = build(cfg, "sympe", data.info)
+    X_half, E_half = dg.noise(key, X, E, mask, jnp.full((len(idx),), cfg.T // 2, jnp.int32))
+    out = {}
+    for name, (x, e) in {"clean": (X, E), "t_half": (X_half, E_half)}.items():
+        scores = sympe_lib.node_scores(x, e, mask)
+        groups = np.asarray(jax.vmap(lambda s, m: canonicalize.tie_groups(s, m, atol=cfg.atol))(scores, mask))
+        m = np.asarray(mask)
+        tied = np.array([_tied_nodes(gr[mk]) for gr, mk in zip(groups, m)])
+        out[name] = {"molecules": int(len(idx)), "with_ties_fraction": float((tied > 0).mean()),
+                     "tied_nodes_per_molecule": float(tied.mean()), "nodes_per_molecule": float(m.sum(1).mean())}
+    return out
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "rdkit"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _environment() -> dict:
+    return {"MALLOC_MMAP_MAX_": os.environ.get("MALLOC_MMAP_MAX_"),
+            "MALLOC_TRIM_THRESHOLD_": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS"), "cpu_count": os.cpu_count(),
+            "loadavg": list(os.getloadavg()), "device": jax.devices()[0].platform,
+            "device_count": jax.device_count(), "host": platform.node()}
+
+
+def training_seconds(history: list[dict]) -> float:
+    """Time spent training, from the log's train rows (each: step, steps/s over its interval).
+
+    Robust to resumption: a step logged twice (after resuming from an earlier checkpoint) counts once.
+    """
+    rows = {r["step"]: r for r in history if r.get("split") == "train" and r.get("steps_per_sec")}
+    steps = sorted(rows)
+    return float(sum((s1 - s0) / rows[s1]["steps_per_sec"] for s0, s1 in zip([0] + steps, steps)))
+
+
+def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, *, force: bool = False,
+              trained_only: bool = False):
+    """Train one (row, seed), or resume it from its checkpoints (a finished run only restores).
+
+    Returns ``(dg, result, train_info, k_test, k_sample)``. ``trained_only=True`` refuses to train:
+    a run without its final checkpoint raises ``FileNotFoundError`` (for evaluation-only scripts).
+    """
+    dg = build(cfg, row, data.info)
+    key = jax.random.key(seed)
+    k_init, k_train, k_test, k_sample = jax.random.split(key, 4)
+    B, m = cfg.batch_size, len(data.train_idx)
+    if m < B:
+        raise ValueError(f"training subset ({m} molecules) is smaller than the batch ({B})")
+    steps_per_epoch = m // B
+    workdir = root / "runs" / "digress_qm9" / common.run_dir_name(cfg, EVAL_FIELDS) / f"{row}_seed{seed}"
+    if trained_only and not training.has_checkpoint(workdir, cfg.num_steps):
+        raise FileNotFoundError(f"{row} seed {seed} has no final checkpoint in {workdir}: train it first with "
+                                f"python -m experiments.digress_qm9 --preset {cfg.preset} --rows {row} --seeds {seed}")
+
+    @functools.lru_cache(maxsize=2)
+    def epoch_order(epoch: int) -> np.ndarray:
+        return data.train_idx[np.random.default_rng([cfg.data_seed, seed, epoch]).permutation(m)]
+
+    def batch_fn(i: int) -> dense.DenseGraphs:   # a pure function of i: exact resume
+        epoch, j = divmod(i, steps_per_epoch)
+        return make_batch(data.train, epoch_order(epoch)[j * B:(j + 1) * B])
+
+    def loss_fn(p, batch, k):
+        return dg.training_loss(p, k, batch)
+
+    def eval_fn(p, k):
+        return {"val_nll": test_nll(dg, p, k, data.val, data.val_idx, cfg.eval_batch)["nll"]}
+
+    params = init_params(dg, k_init, batch_fn(0))
+    tcfg = training.TrainConfig(num_steps=cfg.num_steps, eval_every=cfg.eval_every,
+                                checkpoint_every=cfg.checkpoint_every, log_every=max(1, min(50, cfg.num_steps)))
+    if force and workdir.exists():
+        shutil.rmtree(workdir)  # --force: retrain from scratch, not resume
+    action = "restoring" if training.has_checkpoint(workdir, cfg.num_steps) else "training"
+    print(f"[{row} seed {seed}] {action} {cfg.num_steps} steps of batch {B} on {m} molecules "
+          f"({count_params(params):,} parameters; workdir {workdir})", flush=True)
+    t0 = time.time()
+    result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=make_optimizer(cfg), batch_fn=batch_fn,
+                            key=k_train, workdir=workdir, eval_fn=eval_fn)
+    train_time = time.time() - t0
+    train_info = {"wall_time_s": round(train_time, 1), "steps_per_second": result.steps_per_second,
+                  "resumed_from": result.resumed_from, "final_step": result.step}
+    if result.resumed_from is not None:
+        # Resumed (or only evaluated again): this process's time is not the training time; the log's is.
+        seconds = training_seconds(result.history)
+        train_info.update(wall_time_s=round(seconds, 1), wall_time_source="metrics log",
+                          steps_per_second=result.step / max(seconds, 1e-9))
+    return dg, result, train_info, k_test, k_sample
+
+
+def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str], root: pathlib.Path,
+            force: bool = False) -> dict:
+    out_path, old = common.finished_run(root / "results" / "digress_qm9", cfg, row, seed, force)
+    if old is not None:
+        return old
+    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    env_start = _environment()
+    dg, result, train_info, k_test, k_sample = train_row(cfg, row, seed, data, root, force=force)
+    m = len(data.train_idx)
+
+    t0 = time.time()
+    nll = test_nll(dg, result.params, k_test, data.test, data.test_idx, cfg.eval_batch, cfg.nll_repeats,
+                   desc=f"{row}: test NLL")
+    nll_time = time.time() - t0
+    t0 = time.time()
+    X, E, mask = sample_molecules(dg, result.params, k_sample, cfg.num_samples, cfg.sample_batch,
+                                  desc=f"{row}: sampling")
+    sample_time = time.time() - t0
+    metrics = molecules.evaluate(molecules.graphs_from_dense(X, E, mask), train_smiles)
+    history = result.history
+    record = {
+        "row": row, "label": LABELS[row], "mode": MODE[row], "seed": seed, "config": cfg_dict,
+        "test_nll": nll, "paper_nll": PAPER_NLL.get(row), "metrics": metrics.scalars(),
+        "samples_smiles": metrics.smiles, "sample_num_nodes": mask.sum(1).tolist(),
+        "train": {**train_info,
+                  "loss_curve": [{"step": r["step"], "loss": r["loss"], "ce_X": r.get("ce_X"), "ce_E": r.get("ce_E")}
+                                 for r in history if r.get("split") == "train"],
+                  "val_nll_curve": [{"step": r["step"], "val_nll": r["val_nll"]}
+                                    for r in history if r.get("split") == "eval"]},
+        "nll_wall_time_s": round(nll_time, 1), "sampling_wall_time_s": round(sample_time, 1),
+        "sampling_molecules_per_s": cfg.num_samples / max(sample_time, 1e-9),
+        "num_params": count_params(result.params), "num_train_molecules": int(m),
+        "versions": _versions(), "environment": {"start": env_start, "end": _environment()},
+    }
+    training.save_json(out_path, record)
+    s = record["metrics"]
+    print(f"[{row} seed {seed}] test NLL {nll['nll']:.2f} ± {nll['nll_sem']:.2f} | validity {s['validity']:.3f} "
+          f"relaxed {s['relaxed_validity']:.3f} unique {s['uniqueness']:.3f} | train {train_info['wall_time_s']:.0f}s, "
+          f"sampling {sample_time:.0f}s", flush=True)
+    return record
+
+
+# ----------------------------------------------------------------------------- summary and figure
+
+
+def _paired_differences(cfg: Config, records: list[dict]) -> tuple[dict[str, list[float]], dict[str, dict]]:
+    """Test NLL of row b minus that of an earlier row a, for every pair, paired by molecule within
+    a seed (rows of one seed share every t and z_t): ``({"b - a": [mean, standard error]}`` pooled
+    over the seeds both rows have, ``{"b - a": {seed: [mean, standard error]}})``."""
+    by_key = {(r["row"], r["seed"]): np.asarray(r["test_nll"].get("per_molecule", []), float) for r in records}
+
+    def mean_se(d: np.ndarray) -> list[float]:
+        return [float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))]
+
+    pooled, per_seed = {}, {}
+    for i, a in enumerate(cfg.rows):
+        for b in cfg.rows[i + 1:]:
+            diffs = {s: by_key[(b, s)] - by_key[(a, s)] for s in cfg.seeds
+                     if (a, s) in by_key and (b, s) in by_key and len(by_key[(a, s)])
+                     and len(by_key[(a, s)]) == len(by_key[(b, s)])}
+            if diffs:
+                pooled[f"{b} - {a}"] = mean_se(np.concatenate(list(diffs.values())))
+                per_seed[f"{b} - {a}"] = {str(s): mean_se(d) for s, d in diffs.items()}
+    return pooled, per_seed
+
+
+def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
+    rows = {}
+    for row in cfg.rows:
+        rs = [r for r in records if r["row"] == row]
+        entry = {"label": LABELS[row], "paper_nll": PAPER_NLL.get(row), "seeds": [r["seed"] for r in rs],
+                 "train_wall_time_s": float(np.mean([r["train"]["wall_time_s"] for r in rs])),
+                 "per_seed_nll": [r["test_nll"]["nll"] for r in rs],
+                 "per_seed_validity": [r["metrics"]["validity"] for r in rs]}
+        for k in NLL_TERMS:
+            v = np.array([r["test_nll"][k] for r in rs])
+            entry[k] = [float(v.mean()), float(v.std())]
+        entry["nll_sem_within_seed"] = float(np.mean([r["test_nll"]["nll_sem"] for r in rs]))
+        for k in METRICS:
+            v = np.array([np.nan if r["metrics"][k] is None else r["metrics"][k] for r in rs], float)
+            entry[k] = [float(np.nanmean(v)), float(np.nanstd(v))] if np.isfinite(v).any() else None
+        rows[row] = entry
+    paired, paired_per_seed = _paired_differences(cfg, records)
+    for row in cfg.rows[1:]:
+        if f"{row} - {cfg.rows[0]}" in paired:
+            rows[row]["nll_minus_baseline"], rows[row]["baseline"] = paired[f"{row} - {cfg.rows[0]}"], cfg.rows[0]
+    return {"paired_nll_differences": paired, "paired_nll_differences_per_seed": paired_per_seed, "preset": cfg.preset, "command": command, "config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
+            "order": list(cfg.rows), "rows": rows,
+            "notes": "test NLL: nats per molecule (heavy-atom graph), one (t, z_t, g~) draw per molecule and "
+                     "repeat; mean ± std over seeds. Validity etc. are fractions in [0, 1]."}
+
+
+def plot_samples(records: list[dict], cfg: Config, path: pathlib.Path) -> None:
+    """One block of RDKit drawings (valid samples, first seed) per row, with the row's numbers."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rdkit import Chem
+    from rdkit.Chem import Draw
+
+    first = common.lowest_seed_records(records, "row")
+    rows = [row for row in cfg.rows if row in first]
+    per_row = 6
+    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 4.4 * len(rows) * math.ceil(cfg.num_draw / per_row) / 2),
+                             squeeze=False)
+    for ax, row in zip(axes[:, 0], rows):
+        rec = first[row]
+        smiles = [s for s in rec["samples_smiles"] if s is not None][:cfg.num_draw]
+        mols = [Chem.MolFromSmiles(s) for s in smiles]
+        ax.set_axis_off()
+        s, nll = rec["metrics"], rec["test_nll"]
+        ax.set_title(f"{rec['label']} (seed {rec['seed']}): test NLL {nll['nll']:.1f} ± {nll['nll_sem']:.1f}, "
+                     f"validity {100 * s['validity']:.1f}%, uniqueness {100 * s['uniqueness']:.1f}% "
+                     f"({len(smiles)} of the first valid samples)", fontsize=9)
+        if mols:
+            img = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=(200, 160),
+                                       legends=[x if len(x) < 28 else x[:25] + "..." for x in smiles])
+            ax.imshow(np.asarray(img))
+        else:
+            ax.text(0.5, 0.5, "no valid samples", ha="center", va="center")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_args(argv=None, *, doc: str | None = None, parents=(), prog: str = "python -m experiments.digress_qm9"):
+    """The config and flags of ``argv``; ``doc`` (default: this module's docstring), ``parents`` and
+    ``prog`` are the ``--help`` description, extra argparse parents and command of a script reusing
+    these flags."""
+    return common.parse_config(Config, PRESETS, argv, doc=__doc__ if doc is None else doc,
+                               choices={"rows": ROWS}, parents=parents, prog=prog)
+
+
+def main(argv=None, root: pathlib.Path = ROOT) -> int:
+    cfg, args = parse_args(argv)
+    command = common.command_line("digress_qm9", argv)
+    print(f"DiGress on QM9, preset {cfg.preset}: rows {cfg.rows}, seeds {cfg.seeds}, {cfg.num_steps} steps of "
+          f"batch {cfg.batch_size}, T = {cfg.T}, {cfg.n_layers} layers", flush=True)
+    t0 = time.time()
+    data = load_data(cfg)
+    train_smiles = qm9.train_smiles(source=data.source)
+    cfg, records, complete = common.collect_records(
+        cfg, args, root / "results" / "digress_qm9",
+        lambda row, seed: run_one(cfg, row, seed, data, train_smiles, root, args.force))
+    summary = aggregate(cfg, records, command)
+    summary["complete"] = complete
+    summary["ties"] = tie_statistics(data, cfg, jax.random.key(cfg.data_seed))
+    summary["wall_time_s"] = round(time.time() - t0, 1)       # this process (summarize-only: no training)
+    summary["runs_train_wall_time_s"] = round(sum(r["train"]["wall_time_s"] for r in records), 1)
+    out_dir = root / "results" / "digress_qm9"
+    prefix = common.summary_prefix(cfg.preset)
+    training.save_json(out_dir / f"{prefix}summary.json", summary)
+    plot_samples(records, cfg, out_dir / f"{prefix}samples.png")
+    print("\nrow | test NLL | validity | relaxed validity | uniqueness | novelty | paper NLL")
+    for row in cfg.rows:
+        r = summary["rows"][row]
+        fmt = lambda v: "-" if v is None else f"{v[0]:.3f}"  # noqa: E731
+        print(f"{row:12s} | {r['nll'][0]:.2f} ± {r['nll'][1]:.2f} | {fmt(r['validity'])} | "
+              f"{fmt(r['relaxed_validity'])} | {fmt(r['uniqueness'])} | {fmt(r['novelty'])} | {r['paper_nll']}")
+    print(f"ties of the SymPE score: {summary['ties']}")
+    print(f"wrote {out_dir / (prefix + 'summary.json')} and {out_dir / (prefix + 'samples.png')} "
+          f"({summary['wall_time_s']:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Ising ground states with a p4m G-CNN: SymPE against no symmetry breaking, noise and a CNN.
+
+The model maps the Hamiltonian (constant couplings J_x, J_y and field h, as per-site channels
+[J_right, J_up, J_left, J_down, h]) to per-site logits of independent spins; the loss is the
+expected energy per site under that product law (no labels). Training Hamiltonians: with
+probability 1 - plane_fraction the paper's law (J_x = 1, J_y ~ U(-3, 3), h ~ U(0, 2), axes
+swapped with probability 1/2), otherwise (J_x, J_y) uniform on [-3, 3]^2 with h ~ U(0, 2), so
+that every phase of the phase diagram, checkerboard included, is seen in training (our choice:
+the paper's law has J_x = 1 or J_y = 1 and never produces the checkerboard).
+
+Evaluation (final parameters, no selection): held-out Hamiltonians from the paper's law, energy
+per site of a sampled configuration and of the most likely one (sign of the logits), gap to the
+exact e_min, fraction solved exactly (gap < 1e-6), per true phase; and the predicted phase over
+a (J_x, J_y) grid at fixed h, drawn beside the true phase diagram.
+
+    python -m experiments.ising --preset cpu                   # ~10 min on 2 CPU cores
+    python -m experiments.ising --preset paper                 # L = 16, for an accelerator
+    python -m experiments.ising --preset cpu --num-steps 300 --seeds 0   # override any field
+
+Runs are checkpointed under runs/ising/<preset>-<config hash>/<method>_seed<k>/ and resume where they stopped;
+a run whose result file exists is not trained again (--force retrains). Writes
+results/ising/<preset>_<method>_seed<k>.json, results/ising/summary.json and
+results/ising/phase_diagram.png (other presets: with a ``<preset>_`` prefix).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import platform
+import shutil
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments._lib import config as common
+from experiments._lib import train as training
+from experiments.ising import data as ising
+from experiments.ising.models import METHODS, LatticeModel
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+LABELS = {"none": "G-CNN, no symmetry breaking", "noise": "G-CNN + Gaussian noise",
+          "cnn": "CNN + learned positional map (not equivariant)", "sympe": "G-CNN + SymPE"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    preset: str = "cpu"
+    L: int = 8
+    features: tuple[int, ...] = (8, 8, 8)
+    scorer_features: tuple[int, ...] = (4,)
+    pe_features: int = 4
+    batch_size: int = 16
+    num_steps: int = 2500
+    learning_rate: float = 3e-3
+    warmup_steps: int = 100
+    clip_norm: float = 1.0
+    plane_fraction: float = 0.5
+    methods: tuple[str, ...] = tuple(METHODS)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    num_eval: int = 512
+    eval_seed: int = 12345
+    grid_n: int = 25
+    grid_h: float = 0.5
+    checkpoint_every: int = 500
+
+
+PRESETS = {
+    "cpu": Config(),
+    "demo": Config(preset="demo", num_steps=400, warmup_steps=50, methods=("none", "sympe"), seeds=(0,),
+                   num_eval=256, grid_n=9, checkpoint_every=200),
+    "paper": Config(preset="paper", L=16, features=(32, 32, 32, 32, 32, 32), scorer_features=(8, 8),
+                    pe_features=8, batch_size=64, num_steps=20000, learning_rate=3e-3, warmup_steps=500,
+                    num_eval=2048, grid_n=49, checkpoint_every=2000),
+}
+
+
+def sample_train_params(rng: np.random.Generator, n: int, plane_fraction: float) -> tuple[np.ndarray, ...]:
+    """Training Hamiltonians: the paper's law mixed with the uniform (J_x, J_y) plane."""
+    jy = rng.uniform(-3, 3, n)
+    jx = np.ones(n)
+    swap = rng.random(n) < 0.5
+    jx, jy = np.where(swap, jy, jx), np.where(swap, jx, jy)
+    plane = rng.random(n) < plane_fraction
+    jx = np.where(plane, rng.uniform(-3, 3, n), jx)
+    jy = np.where(plane, rng.uniform(-3, 3, n), jy)
+    h = rng.uniform(0, 2, n)
+    return tuple(a.astype(np.float32) for a in (jx, jy, h))
+
+
+
+def make_model(cfg: Config, method: str) -> LatticeModel:
+    return LatticeModel(method=method, features=cfg.features, pe_features=cfg.pe_features,
+                        scorer_features=cfg.scorer_features)
+
+
+def evaluate(model: LatticeModel, params, key: jax.Array, jx, jy, h, L: int) -> dict[str, np.ndarray]:
+    """Per-instance energies of sampled and most likely configurations, and the expected energy."""
+    x = ising.to_input(jx, jy, h, L)
+    logits = jax.jit(model.apply)(params, key, x)
+    k_sample = jax.random.fold_in(key, 1)
+    sampled = jnp.where(jax.random.uniform(k_sample, logits.shape) < jax.nn.sigmoid(logits), 1.0, -1.0)
+    argmax = jnp.where(logits >= 0, 1.0, -1.0)
+    bonds = ising.constant_bonds(jx, jy, L)
+    out = {
+        "e_sampled": ising.energy_const(sampled, jx, jy, h),
+        "e_argmax": ising.energy_const(argmax, jx, jy, h),
+        "e_expected": ising.expected_energy(ising.mean_from_logits(logits), bonds, h[:, None, None]),
+        "e_min": ising.e_min(jx, jy, h, L),
+        "e_inv": ising.e_inv(jx, jy, h),
+        "phase_true": ising.ground_state_phase(jx, jy, h, L),
+        "phase_argmax": ising.classify(argmax),
+    }
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def summarize(ev: dict[str, np.ndarray]) -> dict[str, float]:
+    gap_s = ev["e_sampled"] - ev["e_min"]
+    gap_a = ev["e_argmax"] - ev["e_min"]
+    stripes = np.isin(ev["phase_true"], [ising.ROW_STRIPES, ising.COLUMN_STRIPES])
+    ferro = ev["phase_true"] == ising.FERRO
+    res = {
+        "gap_sampled": float(gap_s.mean()), "gap_argmax": float(gap_a.mean()),
+        "solved_sampled": float((gap_s < 1e-6).mean()), "solved_argmax": float((gap_a < 1e-6).mean()),
+        "below_e_inv_fraction": float((ev["e_expected"] < ev["e_inv"] - 1e-5).mean()),
+        "num_stripe": int(stripes.sum()), "num_ferro": int(ferro.sum()),
+    }
+    for name, sel in (("stripe", stripes), ("ferro", ferro)):
+        res[f"{name}_gap_sampled"] = float(gap_s[sel].mean()) if sel.any() else float("nan")
+        res[f"{name}_gap_argmax"] = float(gap_a[sel].mean()) if sel.any() else float("nan")
+        res[f"{name}_solved_sampled"] = float((gap_s[sel] < 1e-6).mean()) if sel.any() else float("nan")
+        res[f"{name}_solved_argmax"] = float((gap_a[sel] < 1e-6).mean()) if sel.any() else float("nan")
+    return res
+
+
+def run_one(cfg: Config, method: str, seed: int, force: bool = False) -> dict:
+    out_path, old = common.finished_run(ROOT / "results" / "ising", cfg, method, seed, force)
+    if old is not None:
+        return old
+    cfg_dict = dataclasses.asdict(cfg)
+    L = cfg.L
+    model = make_model(cfg, method)
+    key = jax.random.key(seed)
+    k_init, k_train = jax.random.split(key)
+    params = model.init(k_init, jax.random.key(0), jnp.zeros((1, L, L, 5)))
+
+    def loss_fn(p, batch, k):
+        jx, jy, h = batch
+        logits = model.apply(p, k, ising.to_input(jx, jy, h, L))
+        e = ising.expected_energy(ising.mean_from_logits(logits), ising.constant_bonds(jx, jy, L), h[:, None, None])
+        gap = e - ising.e_min(jx, jy, h)
+        return jnp.mean(e), {"expected_gap": jnp.mean(gap)}
+
+    def batch_fn(i):
+        return sample_train_params(np.random.default_rng([seed, i]), cfg.batch_size, cfg.plane_fraction)
+
+    val = ising.sample_params(jax.random.key(cfg.eval_seed + 1), 128)
+
+    def eval_fn(p, k):
+        s = summarize(evaluate(model, p, k, val.jx, val.jy, val.h, L))
+        return {"val_gap_argmax": s["gap_argmax"], "val_stripe_solved_argmax": s["stripe_solved_argmax"]}
+
+    tcfg = training.TrainConfig(num_steps=cfg.num_steps, eval_every=max(cfg.num_steps // 5, 1),
+                                checkpoint_every=cfg.checkpoint_every, log_every=50, progress=True)
+    optimizer = training.make_optimizer(cfg.learning_rate, cfg.num_steps, warmup_steps=cfg.warmup_steps,
+                                        clip_norm=cfg.clip_norm)
+    workdir = ROOT / "runs" / "ising" / common.run_dir_name(cfg) / f"{method}_seed{seed}"
+    if force and workdir.exists():
+        shutil.rmtree(workdir)  # --force: retrain from scratch, not resume
+    print(f"[{method} seed {seed}] training {cfg.num_steps} steps (workdir {workdir.relative_to(ROOT)})", flush=True)
+    t0 = time.time()
+    result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
+                            key=k_train, workdir=workdir, eval_fn=eval_fn)
+    train_time = time.time() - t0
+    test = ising.sample_params(jax.random.key(cfg.eval_seed), cfg.num_eval)
+    ev = evaluate(model, result.params, jax.random.key(cfg.eval_seed + 2), test.jx, test.jy, test.h, L)
+    grid_vals = np.linspace(-3, 3, cfg.grid_n).astype(np.float32)
+    grid = ising.grid_params(grid_vals, grid_vals, cfg.grid_h)
+    gev = evaluate(model, result.params, jax.random.key(cfg.eval_seed + 3), grid.jx, grid.jy, grid.h, L)
+    record = {
+        "method": method, "label": LABELS[method], "seed": seed, "config": cfg_dict,
+        "test": summarize(ev),
+        "grid": {"jx": grid_vals.tolist(), "jy": grid_vals.tolist(), "h": cfg.grid_h,
+                 "phase_true": gev["phase_true"].reshape(cfg.grid_n, cfg.grid_n).tolist(),
+                 "phase_argmax": gev["phase_argmax"].reshape(cfg.grid_n, cfg.grid_n).tolist(),
+                 "solved_argmax": float((gev["e_argmax"] - gev["e_min"] < 1e-6).mean())},
+        "train_wall_time_s": round(train_time, 1), "steps_per_second": result.steps_per_second,
+        "resumed_from": result.resumed_from,
+        "num_params": int(sum(x.size for x in jax.tree_util.tree_leaves(result.params))),
+        "versions": {"jax": jax.__version__, "python": platform.python_version()},
+        "device": jax.devices()[0].platform,
+    }
+    training.save_json(out_path, record)
+    t = record["test"]
+    print(f"[{method} seed {seed}] gap argmax {t['gap_argmax']:.4f} sampled {t['gap_sampled']:.4f} | "
+          f"stripes solved {t['stripe_solved_argmax']:.3f} | {train_time:.0f}s", flush=True)
+    return record
+
+
+def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
+    rows = {}
+    keys = ["gap_sampled", "gap_argmax", "solved_sampled", "solved_argmax", "stripe_gap_sampled", "stripe_gap_argmax",
+            "stripe_solved_sampled", "stripe_solved_argmax", "ferro_solved_argmax", "below_e_inv_fraction"]
+    for method in cfg.methods:
+        rs = [r for r in records if r["method"] == method]
+        rows[method] = {"label": LABELS[method], "seeds": [r["seed"] for r in rs],
+                        "train_wall_time_s": [r["train_wall_time_s"] for r in rs],
+                        "grid_solved_argmax": [r["grid"]["solved_argmax"] for r in rs]}
+        for k in keys:
+            vals = np.array([r["test"][k] for r in rs], float)
+            rows[method][k] = [float(vals.mean()), float(vals.std())]
+    return {"preset": cfg.preset, "command": command, "config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
+            "methods": list(cfg.methods), "num_eval": cfg.num_eval, "rows": rows,
+            "num_stripe": records[0]["test"]["num_stripe"], "num_ferro": records[0]["test"]["num_ferro"]}
+
+
+def plot_phase_diagram(records: list[dict], methods: tuple[str, ...], path: pathlib.Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#bbbbbb"]
+    cmap = ListedColormap(colors)
+    first = common.lowest_seed_records(records, "method")
+    ref = next(iter(first.values()))["grid"]
+    panels = [("true ground state", ref["phase_true"])] + [
+        (f"{LABELS[m]}\n(solved {first[m]['grid']['solved_argmax']:.0%})", first[m]["grid"]["phase_argmax"])
+        for m in methods if m in first]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), constrained_layout=True)
+    ext = [ref["jx"][0], ref["jx"][-1], ref["jy"][0], ref["jy"][-1]]
+    for ax, (title, phase) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(np.asarray(phase).T, origin="lower", extent=ext, cmap=cmap, vmin=-0.5, vmax=4.5,
+                  interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("$J_x$")
+        ax.set_ylabel("$J_y$")
+    fig.legend(handles=[Patch(color=c, label=n) for c, n in zip(colors, ising.PHASES)], loc="lower center",
+               ncol=5, bbox_to_anchor=(0.5, -0.08), fontsize=8)
+    fig.suptitle(f"Phase of the most likely configuration, h = {ref['h']} (seed {min(r['seed'] for r in records)})",
+                 fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def parse_args(argv=None):
+    cfg, args = common.parse_config(Config, PRESETS, argv, doc=__doc__, choices={"methods": METHODS},
+                                    prog="python -m experiments.ising")
+    if cfg.L % 2:
+        raise SystemExit("L must be even (odd L frustrates antiferromagnetic couplings)")
+    return cfg, args
+
+
+def main(argv=None) -> int:
+    cfg, args = parse_args(argv)
+    command = common.command_line("ising", argv)
+    print(f"Ising experiment, preset {cfg.preset}: L={cfg.L}, {cfg.num_steps} steps, methods {cfg.methods}, "
+          f"seeds {cfg.seeds}", flush=True)
+    t0 = time.time()
+    cfg, records, _ = common.collect_records(cfg, args, ROOT / "results" / "ising",
+                                             lambda m, s: run_one(cfg, m, s, args.force),
+                                             names="methods", field="method")
+    summary = aggregate(cfg, records, command)
+    summary["wall_time_s"] = round(time.time() - t0, 1)       # this process (summarize-only: no training)
+    summary["runs_train_wall_time_s"] = round(sum(r["train_wall_time_s"] for r in records), 1)
+    out_dir = ROOT / "results" / "ising"
+    prefix = common.summary_prefix(cfg.preset)
+    training.save_json(out_dir / f"{prefix}summary.json", summary)
+    plot_phase_diagram(records, cfg.methods, out_dir / f"{prefix}phase_diagram.png")
+    print("\nmethod | gap argmax | stripe gap argmax | stripe solved argmax | below e_inv")
+    for m in cfg.methods:
+        r = summary["rows"][m]
+        print(f"{m:6s} | {r['gap_argmax'][0]:.4f} ± {r['gap_argmax'][1]:.4f} | {r['stripe_gap_argmax'][0]:.4f} | "
+              f"{r['stripe_solved_argmax'][0]:.3f} | {r['below_e_inv_fraction'][0]:.3f}")
+    print(f"wrote {out_dir / (prefix + 'summary.json')} and {out_dir / (prefix + 'phase_diagram.png')} "
+          f"({summary['wall_time_s']:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
