@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import networkx as nx
 import numpy as np
 
 from sympe_jax import graphs
 
 
+def cycle(n: int) -> np.ndarray:
+    """Adjacency float32[n, n] of the cycle C_n."""
+    return np.roll(np.eye(n, dtype=np.float32), 1, axis=1) + np.roll(np.eye(n, dtype=np.float32), -1, axis=1)
+
+
 def cycles(sizes=(6, 7, 8), n_max: int = 8):
     """A padded jraph batch of cycles and its dense adjacency [G, n_max, n_max] and mask [G, n_max]."""
-    batch = graphs.pad(graphs.batch([graphs.from_adjacency(nx.to_numpy_array(nx.cycle_graph(n), dtype=np.float32))
-                                     for n in sizes]), sum(sizes) + 1, 2 * sum(sizes), len(sizes) + 1)
+    batch = graphs.pad(graphs.batch([graphs.from_adjacency(cycle(n)) for n in sizes]),
+                       sum(sizes) + 1, 2 * sum(sizes), len(sizes) + 1)
     adjacency, mask = graphs.to_dense(batch, n_max, num_graphs=len(sizes))
     return batch, adjacency, mask
 

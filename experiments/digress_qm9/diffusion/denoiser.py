@@ -16,8 +16,7 @@ channels to the network, e.g. SymPE::
         k_pe, k_net = jax.random.split(key)
         feats = base.features_of(X_t, E_t, node_mask, t_over_T)
         scores = my_node_scores(X_t, E_t, feats, node_mask)                  # float[B, n]
-        pe = jax.vmap(sp.encodings.sample_graph_sympe, (0, None, 0, 0))(
-            jax.random.split(k_pe, X_t.shape[0]), params["v"], scores, node_mask)
+        pe = enc.apply(k_pe, {"v": params["v"]}, None, node_mask, scores=scores)   # enc = sp.graph_encoding("sympe", ...)
         return base(params["net"], k_net, X_t, E_t, y_t, node_mask, t_over_T,
                     deterministic=deterministic, extra_node=pe, features=feats)
 

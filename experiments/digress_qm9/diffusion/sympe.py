@@ -219,7 +219,7 @@ class SymmetryBreakingDenoiser:
         return u, (pair_channels(u, node_mask) if self.mode == "sympe_edges" else None)
 
     def _zero_channels(self, B: int, n: int):
-        if self.mode == "none":
+        if self.encoding.features == 0:
             return None, None
         node = jnp.zeros((B, n, self.features), jnp.float32)
         edge = jnp.zeros((B, n, n, 2 * self.features), jnp.float32) if self.mode == "sympe_edges" else None
