@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache
 
-.PHONY: demo test install benchmark report clean
+.PHONY: demo test install benchmark report docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,14 @@ test: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) -m benchmarks.canonicalization
 
+# Rewrites the generated result tables of README.md and docs/*.md from results/ (--check: verify only).
 report: $(STAMP)
 	$(PY) -m experiments.report
+
+# The API reference, HTML from the docstrings (pdoc), into docs/api/ (kept out of git by its own .gitignore).
+docs: $(STAMP)
+	$(PY) -m pdoc -o docs/api sympe_jax
+	printf '*\n' > docs/api/.gitignore
 
 clean:
 	rm -rf $(VENV) .jax_cache .pytest_cache .hypothesis

@@ -1,10 +1,11 @@
-"""Render the README's result sections from the result files under ``results/``.
+"""Render the result sections of README.md and docs/ from the result files under ``results/``.
 
-Each section sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in README.md and is
-regenerated from its result file; nothing in those sections is typed by hand.
+Each section sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in one of
+:data:`TARGETS` (the README's summary table, one docs page per experiment, docs/benchmarks.md)
+and is regenerated from its result files; nothing in those sections is typed by hand.
 
-    python -m experiments.report          # rewrite README.md in place
-    python -m experiments.report --check  # exit 1 if README.md is out of date
+    python -m experiments.report          # rewrite the stale files in place
+    python -m experiments.report --check  # exit 1 if a file is out of date (writes nothing)
 """
 
 from __future__ import annotations
@@ -378,14 +379,21 @@ def digress_sampling_section() -> str | None:
     return "\n".join(lines)
 
 
+def _reference_note(bench: dict) -> str:
+    """How the PyTorch reference was measured, as the result file records it (without the notes file it
+    cites, which is not part of this repository)."""
+    note = re.sub(r"\s*\([^)]*\.md\)", "", bench.get("reference_note", "")).split(";")[0].strip()
+    return f" ({note})" if note else ""
+
+
 def digress_step_section() -> str | None:
     bench = _load(RESULTS / "benchmarks" / "digress_step.json")
     if bench is None:
         return None
     ref = bench.get("reference_pytorch_s_per_step_paper_config", {})
     lines = [f"Command: `{_command(bench['command'].strip())}`. Modes timed in alternation within one process; "
-             "the ratio is the median over rounds of t(mode) / t(baseline) [min, max]. The PyTorch reference times are "
-             "from `reference/ecosystem.md`, not re-measured.", "",
+             "the ratio is the median over rounds of t(mode) / t(baseline) [min, max]. The PyTorch reference times "
+             f"are copied into the result file, not re-measured by this command{_reference_note(bench)}.", "",
              "| allocator | batch | mode | ms / step | molecules / s | ratio to baseline | PyTorch reference, ms / step "
              "| load average (start, end) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -431,7 +439,41 @@ def gnn_encoder_section() -> str | None:
     return "\n".join(lines)
 
 
+def summary_section() -> str | None:
+    """One table of the three experiments for the README: one line per method of each preset, our
+    headline number beside the paper's, each experiment linking to its docs page."""
+    lines = ["| experiment | method | ours | paper |", "|---|---|---|---|"]
+    ising = _load(RESULTS / "ising" / "summary.json")
+    if ising is not None:
+        for m in ising["methods"]:
+            r = ising["rows"][m]
+            lines.append(f"| [Ising ground states](docs/ising.md): energy gap per site, argmax | {r['label']} | "
+                         f"{_fmt(*r['gap_argmax'])} | - |")
+    ae = _load(RESULTS / "graph_autoencoder" / "summary.json")
+    if ae is not None:
+        for row in ae["order"]:
+            r = ae["rows"][row]
+            ours = _fmt(*r["edge_error_pct"], 2) if len(r["seeds"]) > 1 else f"{r['edge_error_pct'][0]:.2f}"
+            lines.append(f"| [Graph autoencoder](docs/graph_autoencoder.md): test edge error % | {r['label']} | "
+                         f"{ours} | {'-' if r['paper'] is None else r['paper']} |")
+    dg = _load(RESULTS / "digress_qm9" / "summary.json")
+    if dg is not None:
+        for row in dg["order"]:
+            r = dg["rows"][row]
+            nll = r["nll"] if len(r["seeds"]) > 1 else [r["nll"][0], r["nll_sem_within_seed"]]
+            lines.append(f"| [DiGress on QM9](docs/digress_qm9.md): test NLL, nats per molecule | {r['label']} | "
+                         f"{_fmt(*nll, 2)} | {'-' if r['paper_nll'] is None else r['paper_nll']} |")
+    if len(lines) == 2:
+        return None
+    seeds = sorted({len(x["seeds"]) for s in (ising, ae, dg) if s for x in s["rows"].values()})
+    lines += ["", f"Mean ± std over {' or '.join(map(str, seeds))} seeds at our CPU presets; lower is better "
+              "everywhere. The paper's numbers are at its own, larger budgets (DiGress: T = 500 against our 100), "
+              "so the orderings compare, not the values; `-`: no paper number recorded for that row."]
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, Callable[[], str | None]] = {
+    "summary": summary_section,
     "canonicalization": canonicalization_section,
     "ising": ising_section,
     "graph_autoencoder": graph_autoencoder_section,
@@ -445,32 +487,54 @@ SECTIONS: dict[str, Callable[[], str | None]] = {
 }
 
 
-def render(readme: str) -> str:
+# The files with generated sections, relative to the repository root. Sections are written with
+# links relative to the root; in docs/ they are rewritten relative to docs/.
+TARGETS = ("README.md", "docs/ising.md", "docs/graph_autoencoder.md", "docs/digress_qm9.md", "docs/benchmarks.md")
+
+
+def _relink(body: str, prefix: str) -> str:
+    """Links of a section rendered for a file ``prefix`` below the root (``"../"`` for docs/)."""
+    if not prefix:
+        return body
+    body = re.sub(r"\]\(docs/", "](", body)
+    return re.sub(r"\]\((results|examples|experiments|benchmarks|sympe_jax)/", rf"]({prefix}\1/", body)
+
+
+def render(text: str, prefix: str = "") -> str:
+    """``text`` with every marked section regenerated (``prefix``: the file's path up to the root)."""
     for name, fn in SECTIONS.items():
         pattern = re.compile(rf"(<!-- BEGIN {name} -->\n)(.*?)(<!-- END {name} -->)", re.S)
-        if not pattern.search(readme):
+        if not pattern.search(text):
             continue
         body = fn()
-        body = (body if body is not None else "_No result file yet: run the command above to produce it._") + "\n"
-        readme = pattern.sub(lambda m: m.group(1) + body + m.group(3), readme)
-    return readme
+        body = _relink(body, prefix) if body is not None else "_No result file yet: run the command above to produce it._"
+        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(3), text)
+    return text
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date; write nothing")
     args = parser.parse_args(argv)
-    path = ROOT / "README.md"
-    old = path.read_text()
-    new = render(old)
-    if args.check:
-        if new != old:
-            print("README.md is out of date: run python -m experiments.report")
-            return 1
-        return 0
-    path.write_text(new)
-    print(f"updated {path}")
+    stale = []
+    for target in TARGETS:
+        path = ROOT / target
+        if not path.exists():
+            print(f"{target} is missing")
+            stale.append(target)
+            continue
+        old = path.read_text()
+        new = render(old, "../" * target.count("/"))
+        if new == old:
+            continue
+        stale.append(target)
+        if not args.check:
+            path.write_text(new)
+            print(f"updated {target}")
+    if args.check and stale:
+        print(f"out of date: {', '.join(stale)}: run python -m experiments.report")
+        return 1
     return 0
 
 

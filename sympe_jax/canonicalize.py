@@ -12,7 +12,7 @@ equivariant score:
   the exact inversion kernel when every ordering of each tie group is realized by an
   automorphism (e.g. the leaves of a star); otherwise it carries more entropy (a cycle C_n
   yields all n! orderings, its inversion kernel only 2n). The better the scores separate
-  non-automorphic nodes, the closer it gets; :mod:`sympe_jax.automorphisms` has the exact
+  non-automorphic nodes, the closer it gets; :mod:`sympe_jax.exact` has the exact
   sampler for comparison.
 * :func:`argmax_element` (any finite group, e.g. p4m): scores over all group elements (a lifted
   feature map); the sample is uniform among the entries tied for the maximum.

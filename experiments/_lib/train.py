@@ -43,6 +43,14 @@ Conventions:
   On the first non-finite step :class:`TrainingDiverged` is raised, naming the step, the
   quantity and the last good checkpoint (which is left untouched).
 
+Structure (as in the flax examples with CommonLoopUtils): the loop carries a
+:class:`TrainState` (step, params, opt_state, running log sums, best params and metrics) and,
+after each step, calls the :class:`PeriodicAction` s that are due, each ``state -> state`` with
+one job: :class:`LogTrainMetrics` (train rows into the :class:`MetricsLog`),
+:class:`EvaluateAndSelect` (eval rows, model selection) and :class:`Checkpoint` (orbax save;
+also the restore). A :class:`DivergenceGuard` reads the finiteness flags one step late and is
+flushed before any action runs; :class:`Progress` draws the bar and times the call.
+
 ``workdir`` layout (all optional: ``workdir=None`` trains in memory)::
 
     workdir/checkpoints/<step>/   orbax CheckpointManager steps: item "state" (params,
@@ -68,6 +76,7 @@ schedule depends on ``num_steps`` is a different optimizer.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -124,6 +133,8 @@ METRICS_FILE = "metrics.jsonl"
 # Keys of logged rows that metric names may not use.
 _RESERVED = ("step", "split", "loss", "grad_norm", "steps_per_sec", "wall_time")
 _QUANTITIES = ("loss", "gradients", "updated parameters")
+# optax >= 0.2.5 has ``optax.tree.norm``; older versions only ``optax.tree_utils.tree_l2_norm``.
+_tree_l2_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.tree_utils.tree_l2_norm
 
 
 class TrainingDiverged(RuntimeError):
@@ -461,8 +472,12 @@ def _to_float(value: Any, what: str) -> float:
 
 
 def global_norm(tree: PyTree) -> jax.Array:
-    """() float32: the L2 norm of all leaves of ``tree`` together (e.g. a gradient)."""
-    return jnp.sqrt(sum(jnp.sum(jnp.abs(g.astype(jnp.float32)) ** 2) for g in jax.tree.leaves(tree)))
+    """() float32: the L2 norm of all leaves of ``tree`` together (e.g. a gradient).
+
+    A thin forward to optax's tree norm (``optax.tree.norm``, or
+    ``optax.tree_utils.tree_l2_norm`` on older optax), on the leaves cast to float32.
+    """
+    return _tree_l2_norm(jax.tree.map(lambda g: jnp.asarray(g, jnp.float32), tree))
 
 
 class _StepOutput(NamedTuple):
@@ -622,8 +637,48 @@ def _signatures(tree: PyTree) -> dict[str, str]:
     return out
 
 
-class _MetricsLog:
-    """``metrics.jsonl`` (or memory only): drops rows beyond the resume step, then appends."""
+# --------------------------------------------------------------------------------------
+# The train state and the periodic actions the loop calls.
+
+
+class TrainState(NamedTuple):
+    """Everything the loop carries from one step to the next (and checkpoints).
+
+    Attributes:
+        step: completed updates (host int).
+        params, opt_state: replicated over the mesh; donated to the next step.
+        acc: ``{"count": () int32, "sums": {name: () float32}}``: running sums of the logged
+            values since the last train row (None until the metric names are known).
+        best_params: a private copy of the params of the best evaluation (``select_metric``
+            only; after a resume, the checkpointed ones), else None.
+        best_step, best_metrics: the best evaluation (``select_metric``) or the last one.
+    """
+
+    step: int
+    params: PyTree
+    opt_state: PyTree
+    acc: dict[str, Any] | None = None
+    best_params: PyTree = None
+    best_step: int | None = None
+    best_metrics: dict[str, float] = {}
+
+
+class PeriodicAction:
+    """A job the loop runs every ``every`` steps and after the final step (``every=0``: only
+    then), once the step's state is known to be finite: ``state = action(state)``."""
+
+    every: int = 0
+
+    def due(self, step: int, last: bool) -> bool:
+        return last or bool(self.every and step % self.every == 0)
+
+    def __call__(self, state: TrainState) -> TrainState:
+        raise NotImplementedError
+
+
+class MetricsLog:
+    """``metrics.jsonl`` (or memory only): drops rows beyond the resume step (atomic rewrite),
+    then appends one JSON line per row, flushed."""
 
     def __init__(self, path: Path | None, resume_step: int):
         self.rows: list[dict[str, Any]] = []
@@ -650,6 +705,213 @@ class _MetricsLog:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+            self._file = None
+
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Progress:
+    """The tqdm progress bar (shown only on a terminal) and the throughput of this call."""
+
+    def __init__(self, config: TrainConfig, start: int):
+        self._bar = tqdm.tqdm(total=config.num_steps, initial=start, unit="step", dynamic_ncols=True,
+                              disable=None if config.progress else True, file=sys.stderr)
+        self._start, self._t_start, self._t_first = start, time.perf_counter(), None
+
+    def update(self, out: Any) -> None:
+        if self._t_first is None:  # the first step compiles: time the rest
+            jax.block_until_ready(out)
+            self._t_first = time.perf_counter()
+        self._bar.update(1)
+
+    def show(self, row: dict[str, Any]) -> None:
+        self._bar.set_postfix(loss=f"{row['loss']:.4g}", steps_per_sec=f"{row['steps_per_sec']:.3g}",
+                              refresh=False)
+
+    def steps_per_second(self, step: int) -> float:
+        ran, now = step - self._start, time.perf_counter()
+        if ran > 1:
+            return (ran - 1) / max(now - self._t_first, 1e-9)
+        return ran / max(now - self._t_start, 1e-9)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.close()
+
+
+class LogTrainMetrics(PeriodicAction):
+    """Appends a train row (window means of loss, grad_norm and the metrics, steps/s) to the
+    log and resets the running sums."""
+
+    def __init__(self, every: int, log: MetricsLog, names: Sequence[str], sharding: NamedSharding,
+                 start: int, progress: Progress | None = None):
+        self.every, self.log, self.names, self.sharding = every, log, names, sharding
+        self.progress = progress
+        self._window_start, self._t_window = start, time.perf_counter()
+
+    def __call__(self, state: TrainState) -> TrainState:
+        count, sums = jax.device_get((state.acc["count"], state.acc["sums"]))
+        acc = jax.device_put(_zero_acc(self.names), self.sharding)
+        now = time.perf_counter()
+        rate = (state.step - self._window_start) / max(now - self._t_window, 1e-9)
+        self._t_window, self._window_start = now, state.step
+        means = {k: float(sums[k]) / max(int(count), 1) for k in self.names}
+        row = {"step": state.step, "split": "train", **means, "steps_per_sec": rate,
+               "wall_time": time.time()}
+        self.log.append(row)
+        if self.progress is not None:
+            self.progress.show(row)
+        _LOG.info("step %d: loss %.6g, grad_norm %.4g, %.3g steps/s", state.step, row["loss"],
+                  row["grad_norm"], rate)
+        return state._replace(acc=acc)
+
+
+class EvaluateAndSelect(PeriodicAction):
+    """Calls ``eval_fn(params, fold_in(eval_key, step))``, logs an eval row and keeps the best
+    evaluation by ``select_metric`` (with a copy of its params), or the last one if None."""
+
+    def __init__(self, every: int, eval_fn: EvalFn, eval_key: jax.Array, log: MetricsLog,
+                 sharding: NamedSharding, select_metric: str | None = None, select_mode: str = "min"):
+        self.every, self.eval_fn, self.eval_key, self.log = every, eval_fn, eval_key, log
+        self.sharding, self.metric, self.mode = sharding, select_metric, select_mode
+
+    def __call__(self, state: TrainState) -> TrainState:
+        raw = self.eval_fn(state.params, jax.random.fold_in(self.eval_key, state.step))
+        metrics = {}
+        for name, value in raw.items():
+            if not isinstance(name, str) or name in ("step", "split", "wall_time"):
+                raise ValueError(f"eval metric name {name!r} is reserved or not a string")
+            metrics[name] = _to_float(value, f"eval metric {name!r}")
+        self.log.append({"step": state.step, "split": "eval", **metrics, "wall_time": time.time()})
+        if self.metric is None:
+            return state._replace(best_step=state.step, best_metrics=metrics)
+        if self.metric not in metrics:
+            raise KeyError(f"select_metric {self.metric!r} is not among the eval metrics {sorted(metrics)}")
+        if not self._better(metrics[self.metric], state.best_metrics.get(self.metric)):
+            return state
+        # A private copy: `state.params` is donated to the next step.
+        return state._replace(best_step=state.step, best_metrics=metrics,
+                              best_params=_replicate_copy(state.params, self.sharding))
+
+    def _better(self, value: float, current: float | None) -> bool:
+        if current is None or math.isnan(current):
+            return not math.isnan(value)
+        return value < current if self.mode == "min" else value > current
+
+
+class Checkpoint(PeriodicAction):
+    """Saves (every ``config.checkpoint_every`` steps and after the final step, if that is not 0)
+    and restores the train state with orbax: item "state" (params, opt_state, key, best_params
+    if select_metric) and item "meta" (JSON: step, running log sums, best/last eval, config).
+
+    Use it as a context manager: leaving it waits for an asynchronous save, so the last good
+    checkpoint is complete even when training stops with an error.
+    """
+
+    def __init__(self, directory: Path, config: TrainConfig, key: jax.Array, sharding: NamedSharding):
+        self.every, self.config, self.key, self.sharding = config.checkpoint_every, config, key, sharding
+        self.select = config.select_metric is not None
+        self.ckpts = _Checkpoints(directory, config)
+
+    def due(self, step: int, last: bool) -> bool:
+        return bool(self.every) and super().due(step, last)
+
+    def restore_latest(self, state: TrainState) -> tuple[TrainState, dict[str, Any] | None]:
+        """The latest checkpoint as a TrainState (``acc`` None) and its meta; ``(state, None)``
+        if there is none. Raises :class:`CheckpointError` if it cannot be restored."""
+        latest = self.ckpts.latest_step()
+        if latest is None:
+            return state, None
+        target = {"params": state.params, "opt_state": state.opt_state, "key": self.key}
+        if self.select:
+            target["best_params"] = state.params
+        saved, meta = self.ckpts.restore(latest, _abstract(target, self.sharding))
+        if not np.array_equal(_key_data(saved["key"]), _key_data(self.key)):
+            warnings.warn(f"resuming {self.ckpts.step_dir(latest)} with a different key than the one it "
+                          "was trained with: the run will not match an uninterrupted one", stacklevel=3)
+        _LOG.info("resumed from %s", self.ckpts.step_dir(latest))
+        return TrainState(step=latest, params=saved["params"], opt_state=saved["opt_state"],
+                          best_params=saved.get("best_params"), best_step=meta["best"]["step"],
+                          best_metrics=meta["best"]["metrics"]), meta
+
+    def __call__(self, state: TrainState) -> TrainState:
+        saved = {"params": state.params, "opt_state": state.opt_state, "key": self.key}
+        if self.select:  # before the first evaluation, the current params stand in for the best
+            saved["best_params"] = state.params if state.best_step is None else state.best_params
+        count, sums = jax.device_get((state.acc["count"], state.acc["sums"]))
+        meta = {
+            "step": state.step,
+            "acc": {"count": int(count), "sums": {k: float(v) for k, v in sums.items()}},
+            "best": {"step": state.best_step, "metrics": state.best_metrics},
+            "config": dataclasses.asdict(self.config),
+        }
+        # The meta is deep-copied as orbax may write it in the background. Arrays are copied to
+        # host inside save() (orbax's default), before the next step donates them.
+        self.ckpts.save(state.step, saved, copy.deepcopy(meta))
+        return state
+
+    def last_good(self) -> Path | None:
+        """Directory of the latest complete checkpoint (after waiting for a pending save)."""
+        self.ckpts.wait()
+        latest = self.ckpts.latest_step()
+        return None if latest is None else self.ckpts.step_dir(latest)
+
+    def wait(self) -> None:
+        self.ckpts.wait()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.ckpts.close()  # waits for an asynchronous save
+        except Exception:
+            if exc_type is None:
+                raise
+            _LOG.exception("closing the checkpoint manager failed (while handling another error)")
+
+
+class DivergenceGuard:
+    """Raises :class:`TrainingDiverged` on the first step whose fused finiteness flags are not
+    all set, reading them one step late so that dispatch stays asynchronous.
+
+    ``push(step, out)`` right after dispatching a step checks the previous step (the device is
+    busy with the new one) and keeps the new flags; ``flush()`` checks them at once: the loop
+    calls it before anything is logged, evaluated or saved, so a non-finite state is never
+    written. ``last_checkpoint()`` names the last good checkpoint for the error (None: none).
+    """
+
+    def __init__(self, last_checkpoint: Callable[[], Path | None] = lambda: None):
+        self._last_checkpoint = last_checkpoint
+        self._pending: tuple[int, _StepOutput] | None = None
+
+    def push(self, step: int, out: _StepOutput) -> None:
+        self.flush()
+        self._pending = (step, out)
+
+    def flush(self) -> None:
+        if self._pending is None:
+            return
+        (step, out), self._pending = self._pending, None
+        finite = np.asarray(out.finite)
+        if finite.all():
+            return
+        quantity = _QUANTITIES[int(np.argmin(finite))]
+        loss, grad_norm = (float(v) for v in jax.device_get((out.loss, out.grad_norm)))
+        last = self._last_checkpoint()
+        where = (f"The last good checkpoint, {last}, is kept; call train again with the same workdir "
+                 f"(e.g. with a smaller learning rate) to resume from it." if last is not None
+                 else "No checkpoint was saved before it.")
+        raise TrainingDiverged(
+            f"Training diverged at step {step} (update {step - 1}, batch_fn({step - 1})): non-finite "
+            f"{quantity} (loss={loss:.6g}, grad_norm={grad_norm:.6g}). Stopped without saving it. {where}",
+            step=step, quantity=quantity, last_checkpoint=last)
 
 
 # --------------------------------------------------------------------------------------
@@ -693,6 +955,63 @@ def train(
         CheckpointError: if the latest checkpoint in ``workdir`` cannot be restored.
         ValueError, TypeError: for inconsistent arguments (reported before any training).
     """
+    key, workdir = _check_arguments(config, key, workdir, eval_fn)
+    mesh = data_mesh(devices)
+    replicated = NamedSharding(mesh, P())
+    key = jax.device_put(key, replicated)
+    train_key, eval_key = jax.random.split(key)
+    params = _replicate_copy(params, replicated)
+    opt_state = jax.jit(optimizer.init, out_shardings=replicated)(params)
+    state = TrainState(step=0, params=params, opt_state=opt_state)
+
+    with contextlib.ExitStack() as stack:
+        ckpt, meta = None, None
+        if workdir is not None and (config.checkpoint_every or (workdir / CHECKPOINT_SUBDIR).is_dir()):
+            ckpt = stack.enter_context(Checkpoint(workdir / CHECKPOINT_SUBDIR, config, key, replicated))
+            state, meta = ckpt.restore_latest(state)
+        resumed_from, start = (None if meta is None else state.step), state.step
+        log = stack.enter_context(MetricsLog(None if workdir is None else workdir / METRICS_FILE, start))
+        if start >= config.num_steps:
+            if start > config.num_steps:
+                warnings.warn(f"the checkpoint (step {start}) is beyond num_steps={config.num_steps}; "
+                              "returning it without training", stacklevel=2)
+            return _result(state, log.rows, 0.0, resumed_from)
+
+        first_batch = shard_batch(batch_fn(start), mesh, batch_spec)
+        names = _metric_names(loss_fn, state.params, first_batch, train_key)
+        state = state._replace(acc=_initial_acc(names, None if meta is None else meta["acc"], replicated))
+        step_fn = jax.jit(functools.partial(_train_step, loss_fn=loss_fn, optimizer=optimizer),
+                          donate_argnums=(0, 1, 2), out_shardings=replicated)
+
+        guard = DivergenceGuard(ckpt.last_good if ckpt is not None else lambda: None)
+        progress = stack.enter_context(Progress(config, start))
+        actions = [LogTrainMetrics(config.log_every, log, names, replicated, start, progress)]
+        if eval_fn is not None:
+            actions.append(EvaluateAndSelect(config.eval_every, eval_fn, eval_key, log, replicated,
+                                             config.select_metric, config.select_mode))
+        if ckpt is not None:
+            actions.append(ckpt)
+        for index in range(start, config.num_steps):
+            batch = first_batch if index == start else shard_batch(batch_fn(index), mesh, batch_spec)
+            params, opt_state, acc, out = step_fn(state.params, state.opt_state, state.acc, batch,
+                                                  train_key, index)
+            state = state._replace(step=index + 1, params=params, opt_state=opt_state, acc=acc)
+            guard.push(state.step, out)  # checks the previous step, one step late
+            progress.update(out)
+            due = [action for action in actions if action.due(state.step, state.step == config.num_steps)]
+            if due:
+                guard.flush()  # never log, evaluate or save a non-finite state
+                for action in due:
+                    state = action(state)
+        steps_per_second = progress.steps_per_second(state.step)
+        if ckpt is not None:
+            ckpt.wait()
+        return _result(state, log.rows, steps_per_second, resumed_from)
+
+
+def _check_arguments(config: TrainConfig, key: jax.Array | int, workdir: str | os.PathLike | None,
+                     eval_fn: EvalFn | None) -> tuple[jax.Array, Path | None]:
+    """Checks what ``train`` can check before doing anything; returns the key and workdir."""
     if jax.process_count() > 1:
         raise NotImplementedError("train() is single-process: it shards over local devices only")
     if config.select_metric is not None and eval_fn is None:
@@ -701,207 +1020,33 @@ def train(
         raise ValueError(f"checkpoint_every={config.checkpoint_every} needs a workdir")
     if isinstance(key, (int, np.integer)):
         key = jax.random.key(int(key))
-    workdir = None if workdir is None else Path(workdir)
+    return key, None if workdir is None else Path(workdir)
 
-    mesh = data_mesh(devices)
-    replicated = NamedSharding(mesh, P())
-    key = jax.device_put(key, replicated)
-    train_key, eval_key = jax.random.split(key)
-    params = _replicate_copy(params, replicated)
-    opt_state = jax.jit(optimizer.init, out_shardings=replicated)(params)
-    select = config.select_metric is not None
-    best_params = None  # copy of the params of the best evaluation (select_metric only)
-    best = {"step": None, "metrics": {}}  # best evaluation (select) or last one (no select)
-    start, resumed_from, saved_acc = 0, None, None
 
-    ckpts = None
-    if workdir is not None and (config.checkpoint_every or (workdir / CHECKPOINT_SUBDIR).is_dir()):
-        ckpts = _Checkpoints(workdir / CHECKPOINT_SUBDIR, config)
-    log = None
-    pbar = None
-    succeeded = False
-    try:
-        # ---- Resume.
-        if ckpts is not None and (latest := ckpts.latest_step()) is not None:
-            target = {"params": params, "opt_state": opt_state, "key": key}
-            if select:
-                target["best_params"] = params
-            state, meta = ckpts.restore(latest, _abstract(target, replicated))
-            params, opt_state = state["params"], state["opt_state"]
-            best_params = state.get("best_params")
-            if not np.array_equal(_key_data(state["key"]), _key_data(key)):
-                warnings.warn(f"resuming {ckpts.step_dir(latest)} with a different key than the one it "
-                              "was trained with: the run will not match an uninterrupted one",
-                              stacklevel=2)
-            best = meta["best"]
-            saved_acc = meta["acc"]
-            start = resumed_from = latest
-            _LOG.info("resumed from %s", ckpts.step_dir(latest))
-        log = _MetricsLog(None if workdir is None else workdir / METRICS_FILE, start)
-
-        if start >= config.num_steps:
-            if start > config.num_steps:
-                warnings.warn(f"the checkpoint (step {start}) is beyond num_steps={config.num_steps}; "
-                              "returning it without training", stacklevel=2)
-            succeeded = True
-            return _result(params, opt_state, best_params, best, start, log.rows, 0.0, resumed_from)
-
-        # ---- Compile.
-        first_batch = shard_batch(batch_fn(start), mesh, batch_spec)
-        names = _metric_names(loss_fn, params, first_batch, train_key)
-        acc = _zero_acc(names)
-        if saved_acc is not None:
-            if sorted(saved_acc["sums"]) == sorted(names):
-                acc = {"count": jnp.asarray(saved_acc["count"], jnp.int32),
-                       "sums": {k: jnp.asarray(saved_acc["sums"][k], jnp.float32) for k in names}}
-            else:
-                warnings.warn(f"the checkpoint logs {sorted(saved_acc['sums'])} but loss_fn returns "
-                              f"{sorted(names)}: the first logged means after resuming are partial",
-                              stacklevel=2)
-        acc = jax.device_put(acc, replicated)
-        step_fn = jax.jit(functools.partial(_train_step, loss_fn=loss_fn, optimizer=optimizer),
-                          donate_argnums=(0, 1, 2), out_shardings=replicated)
-
-        def check(step: int, out: _StepOutput) -> None:
-            finite = np.asarray(out.finite)
-            if not finite.all():
-                _raise_diverged(step, out, finite, ckpts)
-
-        def evaluate(step: int) -> None:
-            nonlocal best_params
-            raw = eval_fn(params, jax.random.fold_in(eval_key, step))
-            metrics = {}
-            for name, value in raw.items():
-                if not isinstance(name, str) or name in ("step", "split", "wall_time"):
-                    raise ValueError(f"eval metric name {name!r} is reserved or not a string")
-                metrics[name] = _to_float(value, f"eval metric {name!r}")
-            log.append({"step": step, "split": "eval", **metrics, "wall_time": time.time()})
-            if not select:
-                best.update(step=step, metrics=metrics)
-                return
-            if config.select_metric not in metrics:
-                raise KeyError(f"select_metric {config.select_metric!r} is not among the eval metrics "
-                               f"{sorted(metrics)}")
-            value, current = metrics[config.select_metric], best["metrics"].get(config.select_metric)
-            if current is None or math.isnan(current):
-                better = not math.isnan(value)
-            else:
-                better = value < current if config.select_mode == "min" else value > current
-            if better:
-                best.update(step=step, metrics=metrics)
-                best_params = _replicate_copy(params, replicated)  # `params` is donated next step
-
-        def save(step: int) -> None:
-            state = {"params": params, "opt_state": opt_state, "key": key}
-            if select:  # before the first evaluation, the current params stand in for the best
-                state["best_params"] = params if best["step"] is None else best_params
-            count, sums = jax.device_get((acc["count"], acc["sums"]))
-            meta = {
-                "step": step,
-                "acc": {"count": int(count), "sums": {k: float(v) for k, v in sums.items()}},
-                "best": best,
-                "config": dataclasses.asdict(config),
-            }
-            # The meta is deep-copied as orbax may write it in the background. Arrays are copied
-            # to host inside save() (orbax's default), before the next step donates them.
-            ckpts.save(step, state, copy.deepcopy(meta))
-
-        # ---- Loop.
-        pbar = tqdm.tqdm(total=config.num_steps, initial=start, unit="step", dynamic_ncols=True,
-                         disable=None if config.progress else True, file=sys.stderr)
-        t_start = t_window = time.perf_counter()
-        t_first, window_start = None, start
-        pending: tuple[int, _StepOutput] | None = None
-        for index in range(start, config.num_steps):
-            batch = first_batch if index == start else shard_batch(batch_fn(index), mesh, batch_spec)
-            params, opt_state, acc, out = step_fn(params, opt_state, acc, batch, train_key, index)
-            if pending is not None:  # one step late: the device is busy with the step just sent
-                check(*pending)
-            step = index + 1
-            pending = (step, out)
-            if t_first is None:
-                jax.block_until_ready(out)
-                t_first = time.perf_counter()
-            pbar.update(1)
-            last = step == config.num_steps
-            do_log = last or step % config.log_every == 0
-            do_eval = eval_fn is not None and (last or (config.eval_every and step % config.eval_every == 0))
-            do_save = bool(ckpts is not None and config.checkpoint_every
-                           and (last or step % config.checkpoint_every == 0))
-            if not (do_log or do_eval or do_save):
-                continue
-            check(*pending)  # never log, evaluate or save a non-finite state
-            pending = None
-            if do_log:
-                count, sums = jax.device_get((acc["count"], acc["sums"]))
-                acc = jax.device_put(_zero_acc(names), replicated)
-                now = time.perf_counter()
-                rate = (step - window_start) / max(now - t_window, 1e-9)
-                t_window, window_start = now, step
-                means = {k: float(sums[k]) / max(int(count), 1) for k in names}
-                row = {"step": step, "split": "train", **means, "steps_per_sec": rate,
-                       "wall_time": time.time()}
-                log.append(row)
-                pbar.set_postfix(loss=f"{row['loss']:.4g}", steps_per_sec=f"{rate:.3g}", refresh=False)
-                _LOG.info("step %d: loss %.6g, grad_norm %.4g, %.3g steps/s", step, row["loss"],
-                          row["grad_norm"], rate)
-            if do_eval:
-                evaluate(step)
-            if do_save:
-                save(step)
-        t_end = time.perf_counter()
-        ran = config.num_steps - start
-        if ran > 1:
-            steps_per_second = (ran - 1) / max(t_end - t_first, 1e-9)
+def _initial_acc(names: Sequence[str], saved: dict[str, Any] | None, sharding: NamedSharding):
+    """The running log sums: zero, or those of the checkpoint if it logged the same names."""
+    acc = _zero_acc(names)
+    if saved is not None:
+        if sorted(saved["sums"]) == sorted(names):
+            acc = {"count": jnp.asarray(saved["count"], jnp.int32),
+                   "sums": {k: jnp.asarray(saved["sums"][k], jnp.float32) for k in names}}
         else:
-            steps_per_second = ran / max(t_end - t_start, 1e-9)
-        if ckpts is not None:
-            ckpts.wait()
-        succeeded = True
-        return _result(params, opt_state, best_params, best, config.num_steps, log.rows,
-                       steps_per_second, resumed_from)
-    finally:
-        if pbar is not None:
-            pbar.close()
-        if log is not None:
-            log.close()
-        if ckpts is not None:
-            try:
-                ckpts.close()  # waits for an asynchronous save: the last good checkpoint is complete
-            except Exception:
-                if succeeded:
-                    raise
-                _LOG.exception("closing the checkpoint manager failed (while handling another error)")
+            warnings.warn(f"the checkpoint logs {sorted(saved['sums'])} but loss_fn returns "
+                          f"{sorted(names)}: the first logged means after resuming are partial",
+                          stacklevel=3)
+    return jax.device_put(acc, sharding)
 
 
-def _result(params, opt_state, best_params, best, step, rows, steps_per_second, resumed_from):
-    if best_params is None or best["step"] is None:
-        best_params = params
+def _result(state: TrainState, rows, steps_per_second: float, resumed_from: int | None) -> TrainResult:
+    best_params = state.params if state.best_params is None or state.best_step is None else state.best_params
     return TrainResult(
-        params=params,
-        opt_state=opt_state,
+        params=state.params,
+        opt_state=state.opt_state,
         best_params=best_params,
-        best_metrics=dict(best["metrics"]),
-        best_step=step if best["step"] is None else best["step"],
-        step=step,
+        best_metrics=dict(state.best_metrics),
+        best_step=state.step if state.best_step is None else state.best_step,
+        step=state.step,
         history=list(rows),
         steps_per_second=steps_per_second,
         resumed_from=resumed_from,
     )
-
-
-def _raise_diverged(step: int, out: _StepOutput, finite: np.ndarray, ckpts: _Checkpoints | None):
-    quantity = _QUANTITIES[int(np.argmin(finite))]
-    loss, grad_norm = (float(v) for v in jax.device_get((out.loss, out.grad_norm)))
-    last = None
-    if ckpts is not None:
-        ckpts.wait()
-        latest = ckpts.latest_step()
-        last = None if latest is None else ckpts.step_dir(latest)
-    where = (f"The last good checkpoint, {last}, is kept; call train again with the same workdir "
-             f"(e.g. with a smaller learning rate) to resume from it." if last is not None
-             else "No checkpoint was saved before it.")
-    raise TrainingDiverged(
-        f"Training diverged at step {step} (update {step - 1}, batch_fn({step - 1})): non-finite "
-        f"{quantity} (loss={loss:.6g}, grad_norm={grad_norm:.6g}). Stopped without saving it. {where}",
-        step=step, quantity=quantity, last_checkpoint=last)

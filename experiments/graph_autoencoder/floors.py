@@ -3,7 +3,8 @@
 :func:`wl_pair_floor` is the floor the graph autoencoder reports beside its ``none`` row: the
 best edge error any model without symmetry breaking whose pair predictions depend only on the
 stable 1-WL colours of the pair can reach. It runs colour refinement with
-:mod:`sympe_jax.exact.automorphisms` (whose input validation it shares).
+:func:`sympe_jax.exact.wl_refine` and validates its inputs with :func:`sympe_jax.exact.as_adjacency`
+and :func:`sympe_jax.exact.as_mask`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sympe_jax.exact.automorphisms import _as_adjacency, _as_mask, _unique_rows, _wl_refine
+from sympe_jax.exact import as_adjacency, as_mask, unique_rows, wl_refine
 
 __all__ = ["wl_pair_floor"]
 
@@ -62,15 +63,15 @@ def wl_pair_floor(adj_list: Sequence[np.ndarray],
         raise ValueError(f"got {len(adj_list)} graphs but {len(masks)} masks")
     subs = []
     for adj, mk in zip(adj_list, masks):
-        a = _as_adjacency(adj)
-        m = _as_mask(mk, a.shape[0], a)
+        a = as_adjacency(adj)
+        m = as_mask(mk, a.shape[0], a)
         subs.append(a[np.ix_(m, m)])
     sizes = np.asarray([s.shape[0] for s in subs], np.int64)
     offsets = np.cumsum(sizes) - sizes
     edges = [np.nonzero(s) for s in subs]
     src = np.concatenate([e[0] + o for e, o in zip(edges, offsets)] + [np.zeros(0, np.int64)])
     dst = np.concatenate([e[1] + o for e, o in zip(edges, offsets)] + [np.zeros(0, np.int64)])
-    colors = _wl_refine(int(sizes.sum()), src.astype(np.int64), dst.astype(np.int64), None)
+    colors = wl_refine(int(sizes.sum()), src.astype(np.int64), dst.astype(np.int64), None)
     gid, lo, hi, edge = [], [], [], []
     not_refined = 0
     for b, (s, o) in enumerate(zip(subs, offsets)):
@@ -134,7 +135,7 @@ def _class_floor(keys: np.ndarray, edge: np.ndarray, gid: np.ndarray | None = No
     per_graph = np.zeros(num_graphs, np.int64)
     if edge.size == 0:
         return 0, per_graph
-    inv, first = _unique_rows(keys)
+    inv, first = unique_rows(keys)
     ones = np.bincount(inv, weights=edge).astype(np.int64)
     sizes = np.bincount(inv).astype(np.int64)
     err = np.minimum(ones, sizes - ones)

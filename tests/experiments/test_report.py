@@ -119,3 +119,38 @@ def test_recorded_script_commands_are_shown_as_module_commands():
             == "python -m experiments.graph_autoencoder.entropy --tags a")
     assert report._command("python benchmarks/gnn_encoder.py --quick") == "python -m benchmarks.gnn_encoder --quick"
     assert report._command("python -m experiments.ising --preset cpu") == "python -m experiments.ising --preset cpu"
+
+
+def test_sections_in_docs_link_relative_to_docs(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "SECTIONS", {"x": lambda: "![a](results/a.png) [b](docs/b.md) [c](https://c/results/)"})
+    page = "<!-- BEGIN x -->\n<!-- END x -->\n"
+    assert "![a](results/a.png) [b](docs/b.md)" in report.render(page)                         # README: the root
+    assert "![a](../results/a.png) [b](b.md) [c](https://c/results/)" in report.render(page, "../")   # docs/
+
+
+def test_summary_has_one_line_per_method_and_the_paper_beside(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    assert report.summary_section() is None
+    (tmp_path / "digress_qm9").mkdir()
+    (tmp_path / "digress_qm9" / "summary.json").write_text(json.dumps(_digress_summary([0, 1, 2])))
+    (tmp_path / "graph_autoencoder").mkdir()
+    row = {"label": "SymPE", "paper": 0.77, "seeds": [0, 1, 2], "edge_error_pct": [0.78, 0.04]}
+    (tmp_path / "graph_autoencoder" / "summary.json").write_text(json.dumps({"order": ["sympe"],
+                                                                             "rows": {"sympe": row}}))
+    lines = report.summary_section().splitlines()
+    assert "| [Graph autoencoder](docs/graph_autoencoder.md): test edge error % | SymPE | 0.78 ± 0.04 | 0.77 |" in lines
+    assert any(line.startswith("| [DiGress on QM9](docs/digress_qm9.md)") and "| 80.50 ± 1.50 | - |" in line
+               for line in lines)
+
+
+def test_check_reports_a_stale_page(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(report, "TARGETS", ("README.md", "docs/a.md"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("no sections\n")
+    (tmp_path / "docs" / "a.md").write_text("<!-- BEGIN digress -->\nstale\n<!-- END digress -->\n")
+    assert report.main(["--check"]) == 1 and "docs/a.md" in capsys.readouterr().out
+    assert report.main([]) == 0 and report.main(["--check"]) == 0                # written, then current
+    assert "No result file yet" in (tmp_path / "docs" / "a.md").read_text()
