@@ -153,7 +153,7 @@ def _tied_nodes(ties: dict | None) -> str:
 
 def _autoencoder_base(summary: dict) -> dict:
     """The ``cpu`` preset's run config (selection fields aside), against which variants are compared."""
-    return {k: v for k, v in summary["config"].items() if k not in ("preset", "rows", "seeds")}
+    return {k: v for k, v in summary["config"].items() if k not in ("preset", *common.SELECTION_FIELDS)}
 
 
 def _changed_from(cfg: dict, base: dict) -> dict:

@@ -7,12 +7,59 @@ import dataclasses
 import hashlib
 import json
 import pathlib
+import shutil
 from typing import Any, Callable, Mapping, Sequence
 
 
-# Fields that choose which runs to do, not how one run goes: adding a seed or a row (or reordering
-# them) must neither retrain nor orphan the runs already done.
-SELECTION_FIELDS = ("rows", "methods", "seeds")
+# Fields that choose which runs to do, not how one run goes: adding a seed or an encoding (or
+# reordering them) must neither retrain nor orphan the runs already done. ``encodings`` is the
+# field's name in every experiment; ``rows`` and ``methods`` are its old names, which the configs
+# recorded in result files written before the rename still carry.
+SELECTION_FIELDS = ("encodings", "rows", "methods", "seeds")
+
+# Presets whose results are scratch (a demo, a smoke test): written under ``runs/``, never ``results/``.
+SCRATCH_PRESETS = ("demo", "smoke")
+
+
+def option(default: Any, help: str, *, aliases: tuple[str, ...] = ()) -> Any:
+    """A config field with its ``--help`` line (and old flag names ``aliases``, e.g. ``("--rows",)``)."""
+    return dataclasses.field(default=default, metadata={"help": help, "aliases": tuple(aliases)})
+
+
+def field_help(config_cls: type) -> dict[str, str]:
+    """``{field name: help line}`` of a config dataclass (``""`` for a field declared without one)."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(config_cls)}
+
+
+def is_scratch(preset: str) -> bool:
+    """Whether a config's preset (``<preset>`` or ``<preset>-<tag>``) is a demo or smoke run: the
+    ``demo``/``smoke`` presets, and any ``--tag`` starting with ``demo`` or ``smoke``."""
+    base, _, tag = preset.partition("-")
+    return base in SCRATCH_PRESETS or tag.startswith(SCRATCH_PRESETS)
+
+
+def results_dir(root, experiment: str, cfg: Any) -> pathlib.Path:
+    """Where an experiment writes its result files and summary: ``<root>/results/<experiment>``, or
+    for a scratch config (:func:`is_scratch`) the git-ignored ``<root>/runs/<experiment>/results``."""
+    root = pathlib.Path(root)
+    if is_scratch(cfg.preset):
+        return root / "runs" / experiment / "results"
+    return root / "results" / experiment
+
+
+def run_workdir(root, experiment: str, cfg: Any, name: str, seed: int, *, force: bool = False,
+                eval_fields: tuple[str, ...] = ()) -> pathlib.Path:
+    """One run's directory (checkpoints, metrics log):
+    ``<root>/runs/<experiment>/<run_dir_name(cfg, eval_fields)>/<name>_seed<seed>``.
+
+    ``force`` (``--force``) deletes it first, so the run trains again from scratch: it never
+    resumes from (or only re-evaluates) the checkpoints of an earlier run.
+    """
+    workdir = pathlib.Path(root) / "runs" / experiment / run_dir_name(cfg, eval_fields) / f"{name}_seed{seed}"
+    if force and workdir.exists():
+        print(f"[{name} seed {seed}] --force: deleting {workdir}", flush=True)
+        shutil.rmtree(workdir)
+    return workdir
 
 
 def run_config(cfg: Any, ignore: tuple[str, ...] = (), late_defaults: Mapping[str, Any] | None = None) -> dict:
@@ -67,23 +114,43 @@ def parse_config(config_cls: type, presets: Mapping[str, Any], argv=None, *, doc
     clear error).
     ``--tag NAME`` names a variant: the config's preset becomes ``<preset>-<NAME>``, so its
     result files, summary and run directories never overwrite the preset's own.
+    Each field's ``--help`` line is its ``metadata["help"]`` (declare fields with :func:`option`),
+    followed by the first preset's value; ``metadata["aliases"]`` adds old flag names. ``bool``
+    fields take ``--name`` / ``--no-name``.
     """
     parser = argparse.ArgumentParser(prog=prog, description=doc, parents=list(parents),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(presets), default=next(iter(presets)))
-    parser.add_argument("--force", action="store_true", help="retrain even if a result file exists")
+    parser.add_argument("--preset", choices=sorted(presets), default=next(iter(presets)),
+                        help="named configuration to start from (default: %(default)s); flags override its fields")
+    parser.add_argument("--force", action="store_true",
+                        help="delete this config's run directories (checkpoints) and retrain every selected run, "
+                             "even if its result file exists; never resumes")
     parser.add_argument("--summarize-only", action="store_true",
                         help="train nothing: summarize the result files of this config that exist")
     parser.add_argument("--tag", default=None,
-                        help="variant name: results and runs are written under <preset>-<tag> (letters, digits, -)")
+                        help="variant name: results and runs are written under <preset>-<tag> (letters, digits, -); "
+                             "a tag starting with demo or smoke writes its results under runs/, not results/")
     fields = [f for f in dataclasses.fields(config_cls) if f.name != "preset"]
     types = {f.name: _type_name(f.type) for f in fields}
+    base = presets[next(iter(presets))]
     for field in fields:
-        flag = "--" + field.name.replace("_", "-")
-        if types[field.name].startswith("tuple"):
-            parser.add_argument(flag, type=str, default=None, help=f"comma-separated {field.name}")
+        flags = ["--" + field.name.replace("_", "-"), *field.metadata.get("aliases", ())]
+        text = field.metadata.get("help", "")
+        allowed = (choices or {}).get(field.name)
+        if allowed:
+            text += f" (from: {','.join(allowed)})"
+        default = getattr(base, field.name)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        text = f"{text} [{next(iter(presets))}: {shown}]".replace("%", "%%")
+        kind = types[field.name]
+        if kind.startswith("tuple"):
+            parser.add_argument(*flags, dest=field.name, type=str, default=None, metavar="A,B,...", help=text)
+        elif kind == "bool":
+            parser.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=text)
         else:
-            parser.add_argument(flag, type={"int": int, "float": float, "str": str}[types[field.name]], default=None)
+            parser.add_argument(*flags, dest=field.name, type={"int": int, "float": float, "str": str}[kind],
+                                default=None, help=text)
     args = parser.parse_args(argv)
     overrides = {}
     for field in fields:
@@ -159,7 +226,7 @@ def lowest_seed_records(records: list[dict], field: str) -> dict[str, dict]:
 
 
 def collect_records(cfg: Any, args, results_dir, run: Callable[[str, int], dict], *,
-                    names: str = "rows", field: str = "row") -> tuple[Any, list[dict], bool]:
+                    names: str = "encodings", field: str = "row") -> tuple[Any, list[dict], bool]:
     """Run (or with ``--summarize-only`` just read) every (name, seed) of ``cfg``.
 
     ``run(name, seed)`` trains one run, or returns its result when it exists. ``names`` is the

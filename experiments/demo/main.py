@@ -4,7 +4,8 @@ Run with ``make demo`` (or ``python -m experiments.demo``). Part 1 samples SymPE
 a symmetric graph (the cycle C_8) and a symmetric lattice (constant Ising couplings), shows that
 different keys break the symmetry differently, and tests that the law is equivariant. Part 2
 trains a small p4m G-CNN on Ising ground states with and without SymPE and reports the energy
-gap (a few minutes on 2 CPU cores). Writes ``results/demo.json``.
+gap (a few minutes on 2 CPU cores). Writes ``runs/demo.json`` (git-ignored: a fresh clone stays
+clean); the Ising runs' result files go to ``runs/ising/results/`` (the ``demo`` preset's place).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import networkx as nx
 import numpy as np
 
 import sympe_jax as sp
-from sympe_jax import encodings
 from sympe_jax.groups import lattice, permutation
 from sympe_jax.testing import assert_same_law
 
@@ -47,9 +47,9 @@ def graph_part(key: jax.Array) -> dict:
     n = 8
     adj = jnp.asarray(nx.to_numpy_array(nx.cycle_graph(n), dtype=np.float32))
     mask = jnp.ones(n, bool)
-    module = encodings.GraphSymPE(n_max=16, features=4)
-    params = module.init(key, key, adj, mask)
-    sample = jax.jit(lambda k, a: module.apply(params, k, a, mask))
+    enc = sp.graph_encoding("sympe", n_max=16, features=4)
+    params = enc.init(key)                                          # {"v": float[16, 4]}
+    sample = jax.jit(lambda k, a: enc.apply(k, params, a, mask))    # float[n, 4]
     first = [np.asarray(sample(k, adj)) for k in jax.random.split(key, 3)]
     keys = jax.random.split(jax.random.fold_in(key, 1), 2000)
     outs = np.asarray(jax.vmap(lambda k: sample(k, adj))(keys))
@@ -57,7 +57,8 @@ def graph_part(key: jax.Array) -> dict:
     act_in = permutation.act_on_dense
     p_sympe = _law_p_value(lambda k, a: sample(k, a), adj, g, act_in, permutation.act_on_nodes, key)
     # A deterministic sort (ties broken by index) is what one gets without the PRNG key.
-    det = jax.jit(lambda k, a: params["params"]["v"][jnp.argsort(jnp.argsort(sp.features.invariant_node_scores(a), stable=True))])
+    det = jax.jit(lambda k, a: params["v"][jnp.argsort(jnp.argsort(sp.features.invariant_node_scores(a),
+                                                                   stable=True))])
     p_det = _law_p_value(det, adj, g, act_in, permutation.act_on_nodes, key)
     return {
         "input": "cycle C_8 (all nodes automorphic)",
@@ -71,9 +72,9 @@ def graph_part(key: jax.Array) -> dict:
 
 def lattice_part(key: jax.Array, L: int = 4) -> dict:
     x = jnp.ones((L, L, 5))  # constant couplings: fixed by every element of p4m
-    module = encodings.LatticeSymPE(features=2)
-    params = module.init(key, key, x)
-    sample = jax.jit(lambda k: module.apply(params, k, x))
+    enc = sp.lattice_encoding("sympe", L=L, features=2)
+    params = enc.init(key)                                          # {"v": float[L, L, 2]}
+    sample = jax.jit(lambda k: enc.apply(k, params, x))             # float[L, L, 2]
     keys = jax.random.split(jax.random.fold_in(key, 1), 4000)
     outs = np.asarray(jax.vmap(sample)(keys))
     g = lattice.element_from_index(37, L)
@@ -93,7 +94,7 @@ def training_part() -> list[dict]:
     from experiments.ising import main as ising_exp   # imported here: part 1 needs none of the training stack
     cfg = ising_exp.PRESETS["demo"]
     rows = []
-    for method in cfg.methods:
+    for method in cfg.encodings:
         rec = ising_exp.run_one(cfg, method, cfg.seeds[0], force=True)
         t = rec["test"]
         rows.append({"model": rec["label"], "steps": cfg.num_steps,
@@ -106,8 +107,9 @@ def training_part() -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(ROOT / "results" / "demo.json"))
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the sampling part (default: %(default)s)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "demo.json"),
+                        help="where to write the demo's results (default: runs/demo.json, git-ignored)")
     args = parser.parse_args(argv)
     t0 = time.time()
     key = jax.random.key(args.seed)

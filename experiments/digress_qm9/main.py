@@ -22,7 +22,7 @@ z_t per molecule: the summary gives each row's NLL minus the first row's, paired
 
 Presets:
 
-* ``cpu`` (3 rows: digress, noise, sympe; ``--rows ...,sympe_edges`` adds the fourth): a
+* ``cpu`` (3 rows: digress, noise, sympe; ``--encodings ...,sympe_edges`` adds the fourth): a
   20,000-molecule subset of the training split, the reduced transformer
   (``GraphTransformerConfig.cpu()``: 4 layers, dx 128, de 32, dy 32; 1.4 M parameters),
   T = 100, batch 128, 2,000 steps (13 epochs of the subset), AMSGrad lr 5e-4 with gradient
@@ -35,22 +35,26 @@ Presets:
 * ``paper``: the reference scale for an accelerator: 9 layers (8.2 M parameters), T = 500,
   batch 1024, 1000 epochs of the full training split (95,000 steps), AMSGrad lr 2e-4, no
   clipping; test NLL on the whole test split (13,055), 10,000 samples; all four rows.
-* ``smoke``: a few steps of a tiny model on the test fixture
-  (``tests/experiments/digress_qm9/fixtures``), for the test suite.
+* ``demo``: a few steps of a tiny model on the test fixture
+  (``tests/experiments/digress_qm9/fixtures``): an end-to-end check in seconds (results under
+  runs/, git-ignored).
 
     python -m experiments.digress_qm9 --preset cpu                  # 3 rows x 1 seed, ~75 min, 2 cores
     python -m experiments.digress_qm9 --preset cpu --seeds 0,1,2    # 3 seeds, ~4 h
     python -m experiments.digress_qm9 --preset paper                # accelerator
-    python -m experiments.digress_qm9 --preset cpu --rows sympe --num-steps 500   # override any field
+    python -m experiments.digress_qm9 --preset cpu --encodings sympe --num-steps 500   # override any field
 
 Runs checkpoint (orbax) under runs/digress_qm9/<preset>-<config hash>/<row>_seed<k>/ and resume
 where they stopped (also after training: evaluation restarts from the final checkpoint);
-finished runs (a result file with the same config) are skipped, ``--force`` retrains. Writes
+finished runs (a result file with the same config) are skipped, ``--force`` deletes the run
+directory and retrains from scratch. Writes
 results/digress_qm9/<preset>_<row>_seed<k>.json (config, seed, versions, environment, wall
 times, test NLL and its four terms, validity / relaxed validity / uniqueness / novelty, sampled
 SMILES), results/digress_qm9/summary.json and results/digress_qm9/samples.png (RDKit drawings
 of sampled molecules, one block per row; presets other than ``cpu`` write them with a
-``<preset>_`` prefix, so the README's cpu table is never replaced). Validity follows the reference: strict validity on
+``<preset>_`` prefix, so the README's cpu table is never replaced; the ``demo`` preset and tags
+starting with ``demo``/``smoke`` write them under runs/digress_qm9/results/, git-ignored).
+Validity follows the reference: strict validity on
 the molecule without charges; uniqueness on the relaxed-valid SMILES; novelty against the
 SMILES of the whole training split (not only the subset trained on).
 
@@ -70,7 +74,6 @@ import math
 import os
 import pathlib
 import platform
-import shutil
 import sys
 import time
 
@@ -84,6 +87,7 @@ from sympe_jax import canonicalize
 
 from experiments._lib import config as common
 from experiments._lib import train as training
+from experiments._lib.config import option
 from experiments.digress_qm9 import molecules, qm9
 from experiments.digress_qm9.diffusion import DiffusionConfig, DiGress, dense
 from experiments.digress_qm9.diffusion import sympe as sympe_lib
@@ -104,54 +108,55 @@ METRICS = ("validity", "relaxed_validity", "uniqueness", "novelty", "valid_conne
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    preset: str = "cpu"
-    rows: tuple[str, ...] = ("digress", "noise", "sympe")
-    seeds: tuple[int, ...] = (0,)
-    source: str = ""                # "" = the installed qm9pack data; else a CSV (relative to the repo)
-    num_train: int = 20_000         # training subset (0 = the whole split, 97,734)
-    num_val: int = 256              # validation molecules for the NLL logged during training
-    num_test: int = 0               # test molecules for the final NLL (0 = the whole split, 13,055)
+    preset: str = option("cpu", "preset name (with --tag: <preset>-<tag>), the prefix of result files")
+    encodings: tuple[str, ...] = option(("digress", "noise", "sympe"), "comma-separated rows to run, each a "
+                                        "denoiser's symmetry breaking", aliases=("--rows",))
+    seeds: tuple[int, ...] = option((0,), "comma-separated training seeds")
+    source: str = option("", "\"\" = the installed qm9pack data; else a CSV (relative to the repo)")
+    num_train: int = option(20_000, "training subset (0 = the whole split, 97,734)")
+    num_val: int = option(256, "validation molecules for the NLL logged during training")
+    num_test: int = option(0, "test molecules for the final NLL (0 = the whole split, 13,055)")
     # Graph transformer (reference names; GraphTransformerConfig.cpu()).
-    n_layers: int = 4
-    dx: int = 128
-    de: int = 32
-    dy: int = 32
-    n_head: int = 8
-    mlp_X: int = 256
-    mlp_E: int = 128
-    mlp_y: int = 128
-    dim_ffX: int = 256
-    dim_ffE: int = 128
-    dim_ffy: int = 2048
-    dropout: float = 0.1
+    n_layers: int = option(4, "graph transformer layers")
+    dx: int = option(128, "graph transformer node width")
+    de: int = option(32, "graph transformer edge width")
+    dy: int = option(32, "graph transformer global-feature width")
+    n_head: int = option(8, "attention heads")
+    mlp_X: int = option(256, "hidden width of the node input MLP")
+    mlp_E: int = option(128, "hidden width of the edge input MLP")
+    mlp_y: int = option(128, "hidden width of the global input MLP")
+    dim_ffX: int = option(256, "node feed-forward width")
+    dim_ffE: int = option(128, "edge feed-forward width")
+    dim_ffy: int = option(2048, "global feed-forward width")
+    dropout: float = option(0.1, "dropout rate of the transformer layers")
     # Diffusion and training.
-    T: int = 100
-    t_min_train: int = 1
-    batch_size: int = 128
-    num_steps: int = 2000
-    learning_rate: float = 5e-4
-    weight_decay: float = 1e-12
-    clip_norm: float = 1.0          # 0 = no clipping (the reference)
-    pe_features: int = 8            # SymPE table width / noise channels (pair channels: twice that)
-    atol: float = 1e-5
-    eval_every: int = 500
-    checkpoint_every: int = 500
+    T: int = option(100, "diffusion steps")
+    t_min_train: int = option(1, "smallest diffusion step drawn in training")
+    batch_size: int = option(128, "molecules per training step")
+    num_steps: int = option(2000, "training steps")
+    learning_rate: float = option(5e-4, "AMSGrad learning rate (constant)")
+    weight_decay: float = option(1e-12, "decoupled weight decay (the reference's 1e-12)")
+    clip_norm: float = option(1.0, "global-norm gradient clipping; 0 = none (the reference)")
+    pe_features: int = option(8, "SymPE table width / noise channels (pair channels: twice that)")
+    atol: float = option(1e-5, "tie tolerance of the SymPE sort")
+    eval_every: int = option(500, "steps between validation NLL evaluations")
+    checkpoint_every: int = option(500, "steps between checkpoints")
     # Evaluation.
-    eval_batch: int = 256
-    nll_repeats: int = 4            # independent (t, noise, g~) draws per test molecule
-    num_samples: int = 1024
-    sample_batch: int = 256
-    num_draw: int = 12              # molecules drawn per row in samples.png
-    data_seed: int = 1234           # which subsets (same for every row and seed)
+    eval_batch: int = option(256, "molecules per evaluation batch")
+    nll_repeats: int = option(4, "independent (t, noise, g~) draws per test molecule")
+    num_samples: int = option(1024, "molecules sampled per row for the metrics")
+    sample_batch: int = option(256, "molecules per sampling batch")
+    num_draw: int = option(12, "molecules drawn per row in samples.png")
+    data_seed: int = option(1234, "seed of the data subsets (same for every row and seed)")
 
 
 PRESETS = {
     "cpu": Config(),
-    "paper": Config(preset="paper", rows=ROWS, seeds=(0, 1, 2), num_train=0, num_val=1024, num_test=0,
+    "paper": Config(preset="paper", encodings=ROWS, seeds=(0, 1, 2), num_train=0, num_val=1024, num_test=0,
                     n_layers=9, dx=256, de=64, dy=64, T=500, batch_size=1024, num_steps=1000 * 95,
                     learning_rate=2e-4, clip_norm=0.0, eval_every=5 * 95, checkpoint_every=10 * 95,
                     eval_batch=1024, num_samples=10_000, sample_batch=2048),
-    "smoke": Config(preset="smoke", rows=("digress", "sympe_edges"), source=FIXTURE, num_train=0, num_val=8,
+    "demo": Config(preset="demo", encodings=("digress", "sympe_edges"), source=FIXTURE, num_train=0, num_val=8,
                     num_test=16, n_layers=1, dx=16, de=8, dy=8, n_head=2, mlp_X=16, mlp_E=8, mlp_y=8,
                     dim_ffX=16, dim_ffE=8, dim_ffy=16, T=8, batch_size=8, num_steps=4, eval_every=2,
                     checkpoint_every=2, pe_features=3, eval_batch=8, num_samples=8, sample_batch=8, num_draw=4),
@@ -342,10 +347,11 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
     if m < B:
         raise ValueError(f"training subset ({m} molecules) is smaller than the batch ({B})")
     steps_per_epoch = m // B
-    workdir = root / "runs" / "digress_qm9" / common.run_dir_name(cfg, EVAL_FIELDS) / f"{row}_seed{seed}"
+    workdir = common.run_workdir(root, "digress_qm9", cfg, row, seed, force=force and not trained_only,
+                                 eval_fields=EVAL_FIELDS)
     if trained_only and not training.has_checkpoint(workdir, cfg.num_steps):
         raise FileNotFoundError(f"{row} seed {seed} has no final checkpoint in {workdir}: train it first with "
-                                f"python -m experiments.digress_qm9 --preset {cfg.preset} --rows {row} --seeds {seed}")
+                                f"python -m experiments.digress_qm9 --preset {cfg.preset} --encodings {row} --seeds {seed}")
 
     @functools.lru_cache(maxsize=2)
     def epoch_order(epoch: int) -> np.ndarray:
@@ -364,8 +370,6 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
     params = init_params(dg, k_init, batch_fn(0))
     tcfg = training.TrainConfig(num_steps=cfg.num_steps, eval_every=cfg.eval_every,
                                 checkpoint_every=cfg.checkpoint_every, log_every=max(1, min(50, cfg.num_steps)))
-    if force and workdir.exists():
-        shutil.rmtree(workdir)  # --force: retrain from scratch, not resume
     action = "restoring" if training.has_checkpoint(workdir, cfg.num_steps) else "training"
     print(f"[{row} seed {seed}] {action} {cfg.num_steps} steps of batch {B} on {m} molecules "
           f"({count_params(params):,} parameters; workdir {workdir})", flush=True)
@@ -385,7 +389,7 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
 
 def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str], root: pathlib.Path,
             force: bool = False) -> dict:
-    out_path, old = common.finished_run(root / "results" / "digress_qm9", cfg, row, seed, force)
+    out_path, old = common.finished_run(common.results_dir(root, "digress_qm9", cfg), cfg, row, seed, force)
     if old is not None:
         return old
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -438,8 +442,8 @@ def _paired_differences(cfg: Config, records: list[dict]) -> tuple[dict[str, lis
         return [float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))]
 
     pooled, per_seed = {}, {}
-    for i, a in enumerate(cfg.rows):
-        for b in cfg.rows[i + 1:]:
+    for i, a in enumerate(cfg.encodings):
+        for b in cfg.encodings[i + 1:]:
             diffs = {s: by_key[(b, s)] - by_key[(a, s)] for s in cfg.seeds
                      if (a, s) in by_key and (b, s) in by_key and len(by_key[(a, s)])
                      and len(by_key[(a, s)]) == len(by_key[(b, s)])}
@@ -451,7 +455,7 @@ def _paired_differences(cfg: Config, records: list[dict]) -> tuple[dict[str, lis
 
 def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
     rows = {}
-    for row in cfg.rows:
+    for row in cfg.encodings:
         rs = [r for r in records if r["row"] == row]
         entry = {"label": LABELS[row], "paper_nll": PAPER_NLL.get(row), "seeds": [r["seed"] for r in rs],
                  "train_wall_time_s": float(np.mean([r["train"]["wall_time_s"] for r in rs])),
@@ -466,11 +470,12 @@ def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
             entry[k] = [float(np.nanmean(v)), float(np.nanstd(v))] if np.isfinite(v).any() else None
         rows[row] = entry
     paired, paired_per_seed = _paired_differences(cfg, records)
-    for row in cfg.rows[1:]:
-        if f"{row} - {cfg.rows[0]}" in paired:
-            rows[row]["nll_minus_baseline"], rows[row]["baseline"] = paired[f"{row} - {cfg.rows[0]}"], cfg.rows[0]
+    for row in cfg.encodings[1:]:
+        if f"{row} - {cfg.encodings[0]}" in paired:
+            rows[row]["nll_minus_baseline"], rows[row]["baseline"] = (paired[f"{row} - {cfg.encodings[0]}"],
+                                                                      cfg.encodings[0])
     return {"paired_nll_differences": paired, "paired_nll_differences_per_seed": paired_per_seed, "preset": cfg.preset, "command": command, "config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
-            "order": list(cfg.rows), "rows": rows,
+            "order": list(cfg.encodings), "rows": rows,
             "notes": "test NLL: nats per molecule (heavy-atom graph), one (t, z_t, g~) draw per molecule and "
                      "repeat; mean ± std over seeds. Validity etc. are fractions in [0, 1]."}
 
@@ -484,7 +489,7 @@ def plot_samples(records: list[dict], cfg: Config, path: pathlib.Path) -> None:
     from rdkit.Chem import Draw
 
     first = common.lowest_seed_records(records, "row")
-    rows = [row for row in cfg.rows if row in first]
+    rows = [row for row in cfg.encodings if row in first]
     per_row = 6
     fig, axes = plt.subplots(len(rows), 1, figsize=(12, 4.4 * len(rows) * math.ceil(cfg.num_draw / per_row) / 2),
                              squeeze=False)
@@ -514,31 +519,31 @@ def parse_args(argv=None, *, doc: str | None = None, parents=(), prog: str = "py
     ``prog`` are the ``--help`` description, extra argparse parents and command of a script reusing
     these flags."""
     return common.parse_config(Config, PRESETS, argv, doc=__doc__ if doc is None else doc,
-                               choices={"rows": ROWS}, parents=parents, prog=prog)
+                               choices={"encodings": ROWS}, parents=parents, prog=prog)
 
 
 def main(argv=None, root: pathlib.Path = ROOT) -> int:
     cfg, args = parse_args(argv)
     command = common.command_line("digress_qm9", argv)
-    print(f"DiGress on QM9, preset {cfg.preset}: rows {cfg.rows}, seeds {cfg.seeds}, {cfg.num_steps} steps of "
+    print(f"DiGress on QM9, preset {cfg.preset}: rows {cfg.encodings}, seeds {cfg.seeds}, {cfg.num_steps} steps of "
           f"batch {cfg.batch_size}, T = {cfg.T}, {cfg.n_layers} layers", flush=True)
     t0 = time.time()
     data = load_data(cfg)
     train_smiles = qm9.train_smiles(source=data.source)
+    out_dir = common.results_dir(root, "digress_qm9", cfg)
     cfg, records, complete = common.collect_records(
-        cfg, args, root / "results" / "digress_qm9",
+        cfg, args, out_dir,
         lambda row, seed: run_one(cfg, row, seed, data, train_smiles, root, args.force))
     summary = aggregate(cfg, records, command)
     summary["complete"] = complete
     summary["ties"] = tie_statistics(data, cfg, jax.random.key(cfg.data_seed))
     summary["wall_time_s"] = round(time.time() - t0, 1)       # this process (summarize-only: no training)
     summary["runs_train_wall_time_s"] = round(sum(r["train"]["wall_time_s"] for r in records), 1)
-    out_dir = root / "results" / "digress_qm9"
     prefix = common.summary_prefix(cfg.preset)
     training.save_json(out_dir / f"{prefix}summary.json", summary)
     plot_samples(records, cfg, out_dir / f"{prefix}samples.png")
     print("\nrow | test NLL | validity | relaxed validity | uniqueness | novelty | paper NLL")
-    for row in cfg.rows:
+    for row in cfg.encodings:
         r = summary["rows"][row]
         fmt = lambda v: "-" if v is None else f"{v[0]:.3f}"  # noqa: E731
         print(f"{row:12s} | {r['nll'][0]:.2f} ± {r['nll'][1]:.2f} | {fmt(r['validity'])} | "

@@ -13,9 +13,10 @@ counts, the prior draw G_T and the transition noise: validity differences are pa
 (standard errors of paired differences are reported beside the binomial ones). The first 1,024
 ``step`` samples of a row are exactly the samples of its ``experiments.digress_qm9`` result file.
 
-    python -m experiments.digress_qm9.sampling --preset cpu --rows digress,noise,sympe,sympe_edges --num-samples 4096
+    python -m experiments.digress_qm9.sampling --preset cpu --encodings digress,noise,sympe,sympe_edges --num-samples 4096
 
-Writes results/digress_qm9/<preset>_sampling.json (the README's sampling table). Entries already
+Writes results/digress_qm9/<preset>_sampling.json (the README's sampling table; the ``demo``
+preset and ``demo``/``smoke`` tags: under runs/digress_qm9/results/, git-ignored). Entries already
 in that file (same config and number of samples) are reused, so adding a seed samples only the
 new runs; runs not trained yet are skipped and listed under ``not_trained``.
 """
@@ -110,15 +111,15 @@ def parse_args(argv=None):
 def main(argv=None, root: pathlib.Path = ROOT) -> int:
     cfg, args, model_keys = parse_args(argv)
     command = common.command_line("digress_qm9.sampling", argv)
-    print(f"DiGress sampling study, preset {cfg.preset}: rows {cfg.rows}, seeds {cfg.seeds}, "
+    print(f"DiGress sampling study, preset {cfg.preset}: rows {cfg.encodings}, seeds {cfg.seeds}, "
           f"{cfg.num_samples} samples per row and model key {model_keys}", flush=True)
     t0 = time.time()
     data = dq.load_data(cfg)
     train_smiles = qm9.train_smiles(source=data.source)
-    path = root / "results" / "digress_qm9" / f"{cfg.preset}_sampling.json"
+    path = common.results_dir(root, "digress_qm9", cfg) / f"{cfg.preset}_sampling.json"
     results = previous_runs(path, cfg)     # every row and seed sampled so far (all are saved)
     missing: list[str] = []
-    for row, seed in itertools.product(cfg.rows, cfg.seeds):
+    for row, seed in itertools.product(cfg.encodings, cfg.seeds):
         keys = model_keys if dq.MODE[row] != "none" else ("step",)   # no model randomness: one entry
         todo = [mk for mk in keys if mk not in results.get(row, {}).get(seed, {})]
         if not todo:
@@ -141,9 +142,9 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
                 "metrics": s, "smiles": m.smiles, "sampling_wall_time_s": round(seconds, 1)}
             print(f"[{row} seed {seed} {mk}] validity {s['validity']:.4f} relaxed {s['relaxed_validity']:.4f} "
                   f"unique {s['uniqueness']:.4f} ({seconds:.0f}s)", flush=True)
-    chosen = {r: {s: v for s, v in per.items() if s in cfg.seeds} for r, per in results.items() if r in cfg.rows}
-    summary = summarize(chosen, cfg.rows, model_keys)
-    out = {"preset": cfg.preset, "command": command, "config": common.run_config(cfg), "rows": list(cfg.rows),
+    chosen = {r: {s: v for s, v in per.items() if s in cfg.seeds} for r, per in results.items() if r in cfg.encodings}
+    summary = summarize(chosen, cfg.encodings, model_keys)
+    out = {"preset": cfg.preset, "command": command, "config": common.run_config(cfg), "rows": list(cfg.encodings),
            "seeds": list(cfg.seeds), "model_keys": list(model_keys), "num_samples": cfg.num_samples,
            "not_trained": missing, **summary, "runs": {r: {str(s): v for s, v in per.items()} for r, per in results.items()},
            "wall_time_s": round(time.time() - t0, 1)}

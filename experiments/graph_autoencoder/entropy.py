@@ -11,7 +11,9 @@ reference bands. It trains nothing.
 
     python -m experiments.graph_autoencoder.entropy --tags long,long-atol
 
-Writes results/graph_autoencoder/<preset>-entropy.json and <preset>-entropy.png.
+Writes results/graph_autoencoder/<preset>-entropy.json and <preset>-entropy.png (the ``demo``
+preset: under runs/graph_autoencoder/results/, git-ignored). Variants tagged ``demo...`` or
+``smoke...`` are read from there too.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ import sys
 
 import numpy as np
 
+from experiments._lib import config as common
 from experiments._lib import train as training
 from experiments.graph_autoencoder import main as ga
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "results" / "graph_autoencoder"
 # which ordering each row's encoding draws (None: the row has no node ordering)
 ORDERING = {"none": None, "noise": None, "laplacian": None, "features": None, "laplacian_features": None,
             "randperm": "randperm", "randperm_features": "randperm",
@@ -41,9 +43,10 @@ def load_groups(preset: str, tags: list[str]) -> dict[tuple[str, str], list[dict
     groups: dict[tuple[str, str], list[dict]] = {}
     for tag in tags:
         name = f"{preset}-{tag}"
-        paths = sorted(RESULTS.glob(f"{name}_*_seed*.json"))
+        results = common.results_dir(ROOT, "graph_autoencoder", dataclasses.replace(ga.PRESETS[preset], preset=name))
+        paths = sorted(results.glob(f"{name}_*_seed*.json"))
         if not paths:
-            raise SystemExit(f"no result files for configuration {name!r} in {RESULTS}")
+            raise SystemExit(f"no result files for configuration {name!r} in {results}")
         for path in paths:
             rec = json.loads(path.read_text())
             if rec["config"]["preset"] == name:
@@ -57,8 +60,10 @@ def load_groups(preset: str, tags: list[str]) -> dict[tuple[str, str], list[dict
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.graph_autoencoder.entropy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--tags", required=True, help="comma-separated --tag names of python -m experiments.graph_autoencoder runs")
+    parser.add_argument("--preset", default="cpu", choices=sorted(ga.PRESETS),
+                        help="preset the tagged variants were run from (default: %(default)s)")
+    parser.add_argument("--tags", required=True,
+                        help="comma-separated --tag names of python -m experiments.graph_autoencoder runs")
     args = parser.parse_args(argv)
     groups = load_groups(args.preset, args.tags.split(","))
     base = ga.PRESETS[args.preset]
@@ -87,8 +92,9 @@ def main(argv=None) -> int:
            "command": "python -m experiments.graph_autoencoder.entropy "
                       + (f"--preset {args.preset} " if args.preset != "cpu" else "") + f"--tags {args.tags}",
            "rows": rows}
-    training.save_json(RESULTS / f"{args.preset}-entropy.json", out)
-    plot(out, RESULTS / f"{args.preset}-entropy.png")
+    out_dir = common.results_dir(ROOT, "graph_autoencoder", base)
+    training.save_json(out_dir / f"{args.preset}-entropy.json", out)
+    plot(out, out_dir / f"{args.preset}-entropy.png")
     for r in rows:
         bits = "-" if r["ordering_entropy_bits"] is None else f"{r['ordering_entropy_bits']:.2f}"
         print(f"{r['configuration']:16s} {r['row']:18s} bits {bits:>6s}  test {r['test_edge_error_pct'][0]:.3f} "

@@ -24,7 +24,7 @@ breaking differs:
   composed with a uniform automorphism, ``sympe_jax.exact.automorphisms``), at the encoder input.
 
 The preset runs those eight rows (the benchmark's and the issue's). Our own ablations and
-controls run on demand with ``--rows``, at the same budget; the summary lists those that have
+controls run on demand with ``--encodings``, at the same budget; the summary lists those that have
 result files of the same configuration below the preset's rows:
 
 * ``features``, ``sympe_features``, ``exact_features``: the encoder input of ``none``,
@@ -46,14 +46,17 @@ Test metrics (edge error %, F1) use the parameters with the best validation BCE;
 1-WL error floor of models without symmetry breaking is computed on the test set and reported
 beside the ``none`` row.
 
+    python -m experiments.graph_autoencoder --preset demo    # 2 rows, 300 steps, small splits: a few minutes
     python -m experiments.graph_autoencoder --preset cpu     # 8 rows x 3 seeds, ~55 min on 2 cores
     python -m experiments.graph_autoencoder --preset paper   # the benchmark's budget, accelerator
-    python -m experiments.graph_autoencoder --preset cpu --rows sympe,none --seeds 0 --num-steps 2000
+    python -m experiments.graph_autoencoder --preset cpu --encodings sympe,none --seeds 0 --num-steps 2000
 
 Runs checkpoint under runs/graph_autoencoder/<preset>-<config hash>/<row>_seed<k>/ and resume; finished runs
-(result file with the same config) are skipped. Writes results/graph_autoencoder/*.json and
-results/graph_autoencoder/summary.json, reconstructions.png, learning_curves.png (other presets:
-with a ``<preset>_`` prefix).
+(result file with the same config) are skipped; ``--force`` deletes the run directory and retrains.
+Writes results/graph_autoencoder/*.json and results/graph_autoencoder/summary.json,
+reconstructions.png, learning_curves.png (other presets: with a ``<preset>_`` prefix); the ``demo``
+preset and tags starting with ``demo``/``smoke`` write them under runs/graph_autoencoder/results/
+instead (git-ignored).
 """
 
 from __future__ import annotations
@@ -144,8 +147,10 @@ def load_splits(cfg: Config):
     return erdos_renyi.splits(cfg.dataset, (cfg.num_train, cfg.num_val, cfg.num_test))
 
 
-def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict:
-    out_path, old = common.finished_run(ROOT / "results" / "graph_autoencoder", cfg, row, seed, force)
+def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: pathlib.Path = ROOT) -> dict:
+    """Train and evaluate one (row, seed), or return its result file's record if it exists.
+    ``force`` retrains from scratch: the run directory is deleted, nothing resumes."""
+    out_path, old = common.finished_run(common.results_dir(root, "graph_autoencoder", cfg), cfg, row, seed, force)
     if old is not None:
         return old
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -197,8 +202,8 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False) -> dict
                                 select_metric="val_bce", select_mode="min")
     optimizer = training.make_optimizer(cfg.learning_rate, cfg.num_steps, warmup_steps=cfg.warmup_steps,
                                         clip_norm=cfg.clip_norm or None, weight_decay=cfg.weight_decay)
-    workdir = ROOT / "runs" / "graph_autoencoder" / common.run_dir_name(cfg) / f"{row}_seed{seed}"
-    print(f"[{row} seed {seed}] training {cfg.num_steps} steps ({workdir.relative_to(ROOT)})", flush=True)
+    workdir = common.run_workdir(root, "graph_autoencoder", cfg, row, seed, force=force)
+    print(f"[{row} seed {seed}] training {cfg.num_steps} steps ({workdir.relative_to(root)})", flush=True)
     t0 = time.time()
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
                             key=k_train, workdir=workdir, eval_fn=eval_fn, batch_spec=PartitionSpec())
@@ -339,10 +344,10 @@ def free_embedding_error(adjs, cfg: Config, steps: int = 3000, restarts: int = 3
 
 
 def aggregate(cfg: Config, records: list[dict], test_adjs, command: str, on_demand: tuple[str, ...] = ()) -> dict:
-    """The summary: per-row mean and std over seeds of ``cfg.rows`` and of the ``on_demand`` rows
+    """The summary: per-row mean and std over seeds of ``cfg.encodings`` and of the ``on_demand`` rows
     (records of the same config, listed after the preset's), and the test-set analyses."""
     rows = {}
-    for row in cfg.rows + on_demand:
+    for row in cfg.encodings + on_demand:
         rs = [r for r in records if r["row"] == row]
         err = np.array([r["test"]["edge_error_pct"] for r in rs])
         f1 = np.array([r["test"]["f1"] for r in rs])
@@ -360,7 +365,7 @@ def aggregate(cfg: Config, records: list[dict], test_adjs, command: str, on_dema
             rows[row]["scorer"]["tied_node_pct"] = [sc["tie_orbit_agreement"]["tied_node_pct"] for sc in scorers]
     floor = floors.wl_pair_floor(test_adjs)
     return {"preset": cfg.preset, "command": command, "config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
-            "rows": rows, "order": list(cfg.rows), "on_demand": list(on_demand),
+            "rows": rows, "order": list(cfg.encodings), "on_demand": list(on_demand),
             "wl_floor": {k: v for k, v in floor.items() if not isinstance(v, (list, np.ndarray))},
             "tie_orbit_agreement": tie_orbit_agreement(test_adjs, cfg),
             "free_embedding": free_embedding_error(test_adjs, cfg)}
@@ -372,7 +377,7 @@ def plot(records: list[dict], cfg: Config, out_dir: pathlib.Path, prefix: str = 
     import matplotlib.pyplot as plt
 
     first = common.lowest_seed_records(records, "row")
-    rows = [r for r in cfg.rows if r in first]
+    rows = [r for r in cfg.encodings if r in first]
     names = list(next(iter(first.values()))["showcase"])
     fig, axes = plt.subplots(len(names), len(rows) + 1, figsize=(2.2 * (len(rows) + 1), 2.3 * len(names)))
     for gi, name in enumerate(names):
@@ -419,7 +424,7 @@ def plot(records: list[dict], cfg: Config, out_dir: pathlib.Path, prefix: str = 
 
 
 def parse_args(argv=None):
-    cfg, args = common.parse_config(Config, PRESETS, argv, doc=__doc__, choices={"rows": ROWS + EXTRA_ROWS},
+    cfg, args = common.parse_config(Config, PRESETS, argv, doc=__doc__, choices={"encodings": ROWS + EXTRA_ROWS},
                                     prog="python -m experiments.graph_autoencoder")
     try:
         check_message_graph(cfg)
@@ -431,14 +436,14 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
     command = common.command_line("graph_autoencoder", argv)
-    print(f"graph autoencoder, preset {cfg.preset}: rows {cfg.rows}, seeds {cfg.seeds}, {cfg.num_steps} steps", flush=True)
+    print(f"graph autoencoder, preset {cfg.preset}: rows {cfg.encodings}, seeds {cfg.seeds}, {cfg.num_steps} steps", flush=True)
     t0 = time.time()
     data = load_splits(cfg)
+    out_dir = common.results_dir(ROOT, "graph_autoencoder", cfg)
     cfg, records, complete = common.collect_records(
-        cfg, args, ROOT / "results" / "graph_autoencoder", lambda row, seed: run_one(cfg, row, seed, data, args.force))
-    out_dir = ROOT / "results" / "graph_autoencoder"
-    others = tuple(r for r in EXTRA_ROWS if r not in cfg.rows)
-    extra = common.existing_records(out_dir, dataclasses.replace(cfg, rows=others), others, "row")
+        cfg, args, out_dir, lambda row, seed: run_one(cfg, row, seed, data, args.force))
+    others = tuple(r for r in EXTRA_ROWS if r not in cfg.encodings)
+    extra = common.existing_records(out_dir, dataclasses.replace(cfg, encodings=others), others, "row")
     on_demand = tuple(r for r in others if any(x["row"] == r for x in extra))
     summary = aggregate(cfg, records + extra, data[2], command, on_demand)
     summary["complete"] = complete
@@ -448,7 +453,7 @@ def main(argv=None) -> int:
     training.save_json(out_dir / f"{prefix}summary.json", summary)
     plot(records, cfg, out_dir, prefix)
     print("\nrow | edge error % | F1 | paper")
-    for row in cfg.rows + on_demand:
+    for row in cfg.encodings + on_demand:
         r = summary["rows"][row]
         print(f"{row:14s} | {r['edge_error_pct'][0]:.3f} ± {r['edge_error_pct'][1]:.3f} | {r['f1'][0]:.4f} | {r['paper']}")
     print(f"1-WL floor (test): {summary['wl_floor']}")

@@ -13,14 +13,16 @@ per site of a sampled configuration and of the most likely one (sign of the logi
 exact e_min, fraction solved exactly (gap < 1e-6), per true phase; and the predicted phase over
 a (J_x, J_y) grid at fixed h, drawn beside the true phase diagram.
 
+    python -m experiments.ising --preset demo                  # 2 methods, 400 steps: ~1 min
     python -m experiments.ising --preset cpu                   # ~10 min on 2 CPU cores
     python -m experiments.ising --preset paper                 # L = 16, for an accelerator
-    python -m experiments.ising --preset cpu --num-steps 300 --seeds 0   # override any field
+    python -m experiments.ising --preset cpu --encodings none,sympe --num-steps 300 --seeds 0   # override any field
 
 Runs are checkpointed under runs/ising/<preset>-<config hash>/<method>_seed<k>/ and resume where they stopped;
-a run whose result file exists is not trained again (--force retrains). Writes
-results/ising/<preset>_<method>_seed<k>.json, results/ising/summary.json and
-results/ising/phase_diagram.png (other presets: with a ``<preset>_`` prefix).
+a run whose result file exists is not trained again (--force deletes the run directory and retrains).
+Writes results/ising/<preset>_<method>_seed<k>.json, results/ising/summary.json and
+results/ising/phase_diagram.png (other presets: with a ``<preset>_`` prefix); the ``demo`` preset
+and tags starting with ``demo``/``smoke`` write them under runs/ising/results/ instead (git-ignored).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import platform
-import shutil
 import sys
 import time
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from experiments._lib import config as common
 from experiments._lib import train as training
+from experiments._lib.config import option
 from experiments.ising import data as ising
 from experiments.ising.models import METHODS, LatticeModel
 
@@ -48,29 +50,31 @@ LABELS = {"none": "G-CNN, no symmetry breaking", "noise": "G-CNN + Gaussian nois
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    preset: str = "cpu"
-    L: int = 8
-    features: tuple[int, ...] = (8, 8, 8)
-    scorer_features: tuple[int, ...] = (4,)
-    pe_features: int = 4
-    batch_size: int = 16
-    num_steps: int = 2500
-    learning_rate: float = 3e-3
-    warmup_steps: int = 100
-    clip_norm: float = 1.0
-    plane_fraction: float = 0.5
-    methods: tuple[str, ...] = tuple(METHODS)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    num_eval: int = 512
-    eval_seed: int = 12345
-    grid_n: int = 25
-    grid_h: float = 0.5
-    checkpoint_every: int = 500
+    preset: str = option("cpu", "preset name (with --tag: <preset>-<tag>), the prefix of result files")
+    L: int = option(8, "side of the periodic lattice (even)")
+    features: tuple[int, ...] = option((8, 8, 8), "comma-separated channels of the G-CNN layers")
+    scorer_features: tuple[int, ...] = option((4,), "comma-separated channels of SymPE's scoring G-CNN")
+    pe_features: int = option(4, "channels of the symmetry-breaking encoding")
+    batch_size: int = option(16, "Hamiltonians per training step")
+    num_steps: int = option(2500, "training steps")
+    learning_rate: float = option(3e-3, "peak learning rate (warmup, then cosine decay)")
+    warmup_steps: int = option(100, "linear learning-rate warmup steps")
+    clip_norm: float = option(1.0, "global-norm gradient clipping")
+    plane_fraction: float = option(0.5, "share of training Hamiltonians drawn uniformly on the (J_x, J_y) plane "
+                                        "instead of from the paper's law")
+    encodings: tuple[str, ...] = option(tuple(METHODS), "comma-separated methods to run, each a model and its "
+                                                        "symmetry breaking", aliases=("--methods",))
+    seeds: tuple[int, ...] = option((0, 1, 2), "comma-separated training seeds")
+    num_eval: int = option(512, "held-out test Hamiltonians")
+    eval_seed: int = option(12345, "seed of the validation and test Hamiltonians")
+    grid_n: int = option(25, "points per axis of the (J_x, J_y) phase-diagram grid")
+    grid_h: float = option(0.5, "field h of the phase-diagram grid")
+    checkpoint_every: int = option(500, "steps between checkpoints")
 
 
 PRESETS = {
     "cpu": Config(),
-    "demo": Config(preset="demo", num_steps=400, warmup_steps=50, methods=("none", "sympe"), seeds=(0,),
+    "demo": Config(preset="demo", num_steps=400, warmup_steps=50, encodings=("none", "sympe"), seeds=(0,),
                    num_eval=256, grid_n=9, checkpoint_every=200),
     "paper": Config(preset="paper", L=16, features=(32, 32, 32, 32, 32, 32), scorer_features=(8, 8),
                     pe_features=8, batch_size=64, num_steps=20000, learning_rate=3e-3, warmup_steps=500,
@@ -136,8 +140,10 @@ def summarize(ev: dict[str, np.ndarray]) -> dict[str, float]:
     return res
 
 
-def run_one(cfg: Config, method: str, seed: int, force: bool = False) -> dict:
-    out_path, old = common.finished_run(ROOT / "results" / "ising", cfg, method, seed, force)
+def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: pathlib.Path = ROOT) -> dict:
+    """Train and evaluate one (method, seed), or return its result file's record if it exists.
+    ``force`` retrains from scratch: the run directory is deleted, nothing resumes."""
+    out_path, old = common.finished_run(common.results_dir(root, "ising", cfg), cfg, method, seed, force)
     if old is not None:
         return old
     cfg_dict = dataclasses.asdict(cfg)
@@ -167,10 +173,8 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False) -> dict:
                                 checkpoint_every=cfg.checkpoint_every, log_every=50, progress=True)
     optimizer = training.make_optimizer(cfg.learning_rate, cfg.num_steps, warmup_steps=cfg.warmup_steps,
                                         clip_norm=cfg.clip_norm)
-    workdir = ROOT / "runs" / "ising" / common.run_dir_name(cfg) / f"{method}_seed{seed}"
-    if force and workdir.exists():
-        shutil.rmtree(workdir)  # --force: retrain from scratch, not resume
-    print(f"[{method} seed {seed}] training {cfg.num_steps} steps (workdir {workdir.relative_to(ROOT)})", flush=True)
+    workdir = common.run_workdir(root, "ising", cfg, method, seed, force=force)
+    print(f"[{method} seed {seed}] training {cfg.num_steps} steps (workdir {workdir.relative_to(root)})", flush=True)
     t0 = time.time()
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
                             key=k_train, workdir=workdir, eval_fn=eval_fn)
@@ -204,7 +208,7 @@ def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
     rows = {}
     keys = ["gap_sampled", "gap_argmax", "solved_sampled", "solved_argmax", "stripe_gap_sampled", "stripe_gap_argmax",
             "stripe_solved_sampled", "stripe_solved_argmax", "ferro_solved_argmax", "below_e_inv_fraction"]
-    for method in cfg.methods:
+    for method in cfg.encodings:
         rs = [r for r in records if r["method"] == method]
         rows[method] = {"label": LABELS[method], "seeds": [r["seed"] for r in rs],
                         "train_wall_time_s": [r["train_wall_time_s"] for r in rs],
@@ -213,7 +217,7 @@ def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
             vals = np.array([r["test"][k] for r in rs], float)
             rows[method][k] = [float(vals.mean()), float(vals.std())]
     return {"preset": cfg.preset, "command": command, "config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
-            "methods": list(cfg.methods), "num_eval": cfg.num_eval, "rows": rows,
+            "methods": list(cfg.encodings), "num_eval": cfg.num_eval, "rows": rows,
             "num_stripe": records[0]["test"]["num_stripe"], "num_ferro": records[0]["test"]["num_ferro"]}
 
 
@@ -249,7 +253,7 @@ def plot_phase_diagram(records: list[dict], methods: tuple[str, ...], path: path
 
 
 def parse_args(argv=None):
-    cfg, args = common.parse_config(Config, PRESETS, argv, doc=__doc__, choices={"methods": METHODS},
+    cfg, args = common.parse_config(Config, PRESETS, argv, doc=__doc__, choices={"encodings": METHODS},
                                     prog="python -m experiments.ising")
     if cfg.L % 2:
         raise SystemExit("L must be even (odd L frustrates antiferromagnetic couplings)")
@@ -259,21 +263,20 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
     command = common.command_line("ising", argv)
-    print(f"Ising experiment, preset {cfg.preset}: L={cfg.L}, {cfg.num_steps} steps, methods {cfg.methods}, "
+    print(f"Ising experiment, preset {cfg.preset}: L={cfg.L}, {cfg.num_steps} steps, methods {cfg.encodings}, "
           f"seeds {cfg.seeds}", flush=True)
     t0 = time.time()
-    cfg, records, _ = common.collect_records(cfg, args, ROOT / "results" / "ising",
-                                             lambda m, s: run_one(cfg, m, s, args.force),
-                                             names="methods", field="method")
+    out_dir = common.results_dir(ROOT, "ising", cfg)
+    cfg, records, _ = common.collect_records(cfg, args, out_dir, lambda m, s: run_one(cfg, m, s, args.force),
+                                             names="encodings", field="method")
     summary = aggregate(cfg, records, command)
     summary["wall_time_s"] = round(time.time() - t0, 1)       # this process (summarize-only: no training)
     summary["runs_train_wall_time_s"] = round(sum(r["train_wall_time_s"] for r in records), 1)
-    out_dir = ROOT / "results" / "ising"
     prefix = common.summary_prefix(cfg.preset)
     training.save_json(out_dir / f"{prefix}summary.json", summary)
-    plot_phase_diagram(records, cfg.methods, out_dir / f"{prefix}phase_diagram.png")
+    plot_phase_diagram(records, cfg.encodings, out_dir / f"{prefix}phase_diagram.png")
     print("\nmethod | gap argmax | stripe gap argmax | stripe solved argmax | below e_inv")
-    for m in cfg.methods:
+    for m in cfg.encodings:
         r = summary["rows"][m]
         print(f"{m:6s} | {r['gap_argmax'][0]:.4f} ± {r['gap_argmax'][1]:.4f} | {r['stripe_gap_argmax'][0]:.4f} | "
               f"{r['stripe_solved_argmax'][0]:.3f} | {r['below_e_inv_fraction'][0]:.3f}")

@@ -38,8 +38,8 @@ def test_summarize_pools_seeds_and_pairs_within_seeds():
 
 
 def test_parse_args_validates_model_keys():
-    cfg, _, keys = ds.parse_args(["--preset", "smoke", "--model-keys", "trajectory", "--num-samples", "16"])
-    assert keys == ("trajectory",) and cfg.num_samples == 16 and cfg.preset == "smoke"
+    cfg, _, keys = ds.parse_args(["--preset", "demo", "--model-keys", "trajectory", "--num-samples", "16"])
+    assert keys == ("trajectory",) and cfg.num_samples == 16 and cfg.preset == "demo"
     with pytest.raises(SystemExit):
         ds.parse_args(["--model-keys", "sometimes"])
 
@@ -58,12 +58,12 @@ def test_report_renders_the_study(tmp_path, monkeypatch):
 
 
 def test_previous_runs_are_reused_only_for_the_same_config(tmp_path):
-    cfg, _, _ = ds.parse_args(["--preset", "smoke", "--num-samples", "4"])
-    path = tmp_path / "smoke_sampling.json"
+    cfg, _, _ = ds.parse_args(["--preset", "demo", "--num-samples", "4"])
+    path = tmp_path / "demo_sampling.json"
     assert ds.previous_runs(path, cfg) == {}
     runs = {"digress": {"0": {"step": _run([1, 0, 1, 1])}}}
     path.write_text(json.dumps({"num_samples": 4, "config": ds.common.run_config(cfg), "runs": runs}))
     assert list(ds.previous_runs(path, cfg)["digress"]) == [0]
-    cfg8, _, _ = ds.parse_args(["--preset", "smoke", "--num-samples", "8"])
+    cfg8, _, _ = ds.parse_args(["--preset", "demo", "--num-samples", "8"])
     assert ds.previous_runs(path, cfg8) == {}                   # other sample count: sample again
     assert ds.summarize({}, ("digress",), ("step",))["pooled"] == {}

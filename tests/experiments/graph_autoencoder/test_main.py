@@ -128,3 +128,47 @@ def test_learned_scorer_gets_a_gradient_and_its_diagnostics_compare_with_the_fix
     keys = jax.random.split(jax.random.key(1), len(leaves))
     moved = jax.tree.unflatten(tree, [x + 3.0 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
     assert ga.scorer_diagnostics(loss_fn, params, moved, (batch, ranks), adjs, cfg)["test_nodes_rank_changed_pct"] > 0
+
+
+def test_force_retrains_from_scratch_instead_of_resuming(tmp_path, monkeypatch):
+    """--force deletes the run directory before training (it used to resume from the final checkpoint)."""
+    cfg = configs.Config(preset="cpu-forcetest", encodings=("none",), seeds=(0,), n_max=8, batch_size=2, hidden=8,
+                         latent=2, num_layers=1, num_steps=2, warmup_steps=0, eval_every=1, checkpoint_every=1)
+    adjs = [nx.to_numpy_array(g, dtype=np.uint8) for g in (nx.path_graph(3), nx.cycle_graph(5), nx.star_graph(4))]
+    stale = common.run_workdir(tmp_path, "graph_autoencoder", cfg, "none", 0) / "checkpoint_2"
+    stale.mkdir(parents=True)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(tcfg, *, workdir, **kwargs):
+        seen.append((workdir, stale.exists()))
+        raise Stop
+
+    monkeypatch.setattr(ga.training, "train", fake_train)
+    with pytest.raises(Stop):
+        ga.run_one(cfg, "none", 0, (adjs, adjs, adjs), force=False, root=tmp_path)
+    assert seen[-1] == (stale.parent, True)              # without --force: the checkpoints are there to resume
+    with pytest.raises(Stop):
+        ga.run_one(cfg, "none", 0, (adjs, adjs, adjs), force=True, root=tmp_path)
+    assert seen[-1] == (stale.parent, False)             # --force: deleted, training starts from step 0
+
+
+def test_demo_preset_is_small_and_writes_under_runs(tmp_path):
+    cfg, _ = ga.parse_args(["--preset", "demo"])
+    assert set(ga.PRESETS) == {"demo", "cpu", "paper"}
+    assert cfg.num_steps <= 500 and cfg.num_train <= 1000 and len(cfg.encodings) * len(cfg.seeds) <= 2
+    assert common.results_dir(tmp_path, "graph_autoencoder", cfg) == tmp_path / "runs" / "graph_autoencoder" / "results"
+    cpu, _ = ga.parse_args(["--preset", "cpu", "--rows", "sympe"])                    # the old flag name still parses
+    assert cpu.encodings == ("sympe",)
+    assert common.results_dir(tmp_path, "graph_autoencoder", cpu) == tmp_path / "results" / "graph_autoencoder"
+
+
+def test_old_records_with_rows_match_the_new_config():
+    cfg = ga.PRESETS["cpu"]
+    old = {("rows" if k == "encodings" else k): v for k, v in dataclasses.asdict(cfg).items()}
+    assert "rows" in old and "encodings" not in old
+    assert common.same_run_config(old, cfg)
+    assert common.same_run_config(old, dataclasses.replace(cfg, encodings=("exact",), seeds=(7,)))
+    assert not common.same_run_config(old, dataclasses.replace(cfg, latent=8))
