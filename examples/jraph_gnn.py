@@ -7,8 +7,6 @@ into one that can.
 
 from __future__ import annotations
 
-import argparse
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -17,9 +15,9 @@ import jraph
 import sympe_jax as sp                                                        # 1. import
 
 try:
-    from examples._common import adam, cycles, floor, pair_bce
+    from examples._common import adam, cycles, floor, pair_bce, run
 except ImportError:  # run as a script: python examples/jraph_gnn.py
-    from _common import adam, cycles, floor, pair_bce
+    from _common import adam, cycles, floor, pair_bce, run
 
 
 class GNN(nn.Module):
@@ -56,10 +54,4 @@ def main(encoding: str = "sympe", steps: int = 300, seed: int = 0) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoding", default="sympe", choices=sp.GRAPH_ENCODINGS[:-1],
-                        help="symmetry breaking (the registry's names; 'exact' needs host-side ranks)")
-    parser.add_argument("--steps", type=int, default=300, help="Adam steps")
-    parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
-    out = main(**vars(parser.parse_args()))
-    print(f"{out['encoding']}: pair BCE {out['loss']:.3f} (floor without symmetry breaking: {out['floor']:.3f})")
+    run(main, __doc__)
