@@ -96,18 +96,23 @@ class Encoding(NamedTuple):
 # ----------------------------------------------------------------------------- batching
 
 
-def _per_item(fn: Callable, key: jax.Array, batch_shape: tuple[int, ...], *arrays: jax.Array | None) -> jax.Array:
+def _per_item(fn: Callable, key: jax.Array | None, batch_shape: tuple[int, ...], *arrays: jax.Array | None
+              ) -> jax.Array:
     """``fn(key_b, *arrays[b])`` for every item b of the leading ``batch_shape`` axes.
 
     The key is split over the flattened batch (``jax.random.split(key, B)``); with no batch axes
-    ``fn`` gets the key itself. ``None`` arrays are passed through unbatched.
+    ``fn`` gets the key itself. With ``key=None``, ``fn(*arrays[b])`` (nothing random). ``None``
+    arrays are passed through unbatched.
     """
     if not batch_shape:
-        return fn(key, *arrays)
+        return fn(*arrays) if key is None else fn(key, *arrays)
     size = math.prod(batch_shape)
     flat = [None if a is None else a.reshape((size,) + a.shape[len(batch_shape):]) for a in arrays]
-    axes = [None if a is None else 0 for a in flat]
-    out = jax.vmap(fn, in_axes=(0, *axes))(jax.random.split(key, size), *flat)
+    axes = tuple(None if a is None else 0 for a in flat)
+    if key is None:
+        out = jax.vmap(fn, in_axes=axes)(*flat)
+    else:
+        out = jax.vmap(fn, in_axes=(0, *axes))(jax.random.split(key, size), *flat)
     return out.reshape(batch_shape + out.shape[1:])
 
 
@@ -241,8 +246,7 @@ def _graph_apply(fn: Callable, name: str, *, batched: bool = False, uses_scores:
         if uses_scores and scores is None:
             if adjacency is None:
                 raise ValueError(f"encoding {name!r} needs scores or an adjacency to compute its default score from")
-            scores = _per_item(lambda k, a, m: invariant_node_scores(a, m), key, batch_shape,
-                               adjacency, mask)
+            scores = _per_item(invariant_node_scores, None, batch_shape, adjacency, mask)
         if scores is not None:
             scores = checks.check_floating(scores, "scores")
             if scores.shape != mask.shape:

@@ -96,19 +96,12 @@ class GraphEncoding(nn.Module):
                 base = sp_jraph.node_scores(inputs, self.n_max)
                 scores = scorer(sp_jraph.structural_node_features(inputs, self.n_max), base)
             else:
-                base = _batched(features.invariant_node_scores, inputs, mask)
-                x = _batched(features.structural_node_features, inputs, mask)
+                base = encodings._per_item(features.invariant_node_scores, None, mask.shape[:-1], inputs, mask)
+                x = encodings._per_item(features.structural_node_features, None, mask.shape[:-1], inputs, mask)
                 scores = jnp.where(mask, _flatten_nodes(scorer, x, base), 0.0)
         if is_graph:
             return sp_jraph.encode(enc, key, params, inputs, n_max=self.n_max, scores=scores, ranks=ranks)
         return enc.apply(jax.random.key(0) if key is None else key, params, inputs, mask, scores=scores, ranks=ranks)
-
-
-def _batched(fn, adjacency: jax.Array, mask: jax.Array) -> jax.Array:
-    """``fn(adjacency [n, n], mask [n])`` over any leading axes."""
-    lead = mask.shape[:-1]
-    out = jax.vmap(fn)(adjacency.reshape((-1,) + adjacency.shape[-2:]), mask.reshape((-1,) + mask.shape[-1:]))
-    return out.reshape(lead + out.shape[1:])
 
 
 class LatticeEncoding(nn.Module):

@@ -370,7 +370,7 @@ def test_wl_colors_small_cases():
 # -------------------------------------------------------------------------------- inputs
 
 
-@pytest.mark.parametrize("bad, match", [
+BAD_ADJACENCY = [
     (np.zeros((3, 4)), "square"),
     (np.zeros((2, 2, 2)), "square"),
     (np.array([[0, 1], [0, 0]]), "symmetric"),
@@ -379,7 +379,11 @@ def test_wl_colors_small_cases():
     (np.array([[0, 2], [2, 0]]), "0/1"),
     (np.zeros((2, 2), complex), "dtype"),
     (np.array([["a", "b"], ["b", "a"]]), "dtype"),
-])
+]
+"""Inputs every exact-graph function rejects, with the word its error names."""
+
+
+@pytest.mark.parametrize("bad, match", BAD_ADJACENCY)
 def test_bad_adjacency_raises(bad, match):
     for fn in (am.automorphism_group, am.wl_colors, am.canonical_ranks, am.orbits):
         with pytest.raises(ValueError, match=match):

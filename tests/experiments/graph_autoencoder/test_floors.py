@@ -11,6 +11,7 @@ import pytest
 from sympe_jax.exact import automorphisms as am
 
 from experiments.graph_autoencoder.floors import wl_pair_floor
+from tests.exact.test_automorphisms import BAD_ADJACENCY
 
 
 def adjacency(graph: nx.Graph) -> np.ndarray:
@@ -77,16 +78,7 @@ def test_empty_and_single_node_graphs():
     assert wl_pair_floor([np.zeros((0, 0), bool), np.zeros((1, 1))])["floor_percent"] == 0.0
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.zeros((3, 4)), "square"),
-    (np.zeros((2, 2, 2)), "square"),
-    (np.array([[0, 1], [0, 0]]), "symmetric"),
-    (np.eye(3), "self-loops"),
-    (np.array([[0.0, np.nan], [np.nan, 0.0]]), "NaN"),
-    (np.array([[0, 2], [2, 0]]), "0/1"),
-    (np.zeros((2, 2), complex), "dtype"),
-    (np.array([["a", "b"], ["b", "a"]]), "dtype"),
-])
+@pytest.mark.parametrize("bad, match", BAD_ADJACENCY)
 def test_bad_adjacency_raises(bad, match):
     with pytest.raises(ValueError, match=match):
         wl_pair_floor([C6, bad])
