@@ -13,13 +13,19 @@ A graph is given either as integer classes (``atom_types int[n]``, ``bond_types 
 or as one-hot / probability rows (``float[n, 4]``, ``float[n, n, K]``; the argmax is taken),
 optionally padded: padded nodes are those where ``mask`` is False, or, without a mask, atoms of
 class ``-1`` (integer form) or all-zero rows (one-hot form). Only the strict upper triangle of
-the bond matrix is read (``i < j``), as in the reference.
+the bond matrix is read (``i < j``), as in the reference. Anything else raises ``ValueError``
+instead of decoding to some molecule: an integer atom class below ``-1``, a class out of range
+on a real node, a NaN, inf or negative one-hot entry. NaN is an error, not an invalid molecule:
+it means the jitted sampler diverged, and counting such graphs as invalid would report a poor
+validity for a broken run instead of stopping it. The metrics decode every graph before
+counting anything and name how many cannot be decoded.
 
 Metrics (reference: ``src/analysis/rdkit_functions.py``), for a list of generated graphs:
 
 * **validity** (:func:`validity`): fraction of graphs whose :func:`build_molecule` (no formal
   charges) passes ``Chem.SanitizeMol``. Disconnected molecules count as valid; the SMILES kept
-  for a valid molecule is its largest fragment's.
+  for a valid molecule is its largest fragment's. An empty graph (no real node) is not a
+  molecule: it is invalid under every metric (RDKit would sanitize it to the SMILES ``''``).
 * **relaxed validity** (:func:`relaxed_validity`): the same with
   :func:`build_molecule_with_partial_charges` (an N, O or S atom whose valence exceeds the
   allowed one by exactly 1 right after a bond is added gets a +1 formal charge).
@@ -90,6 +96,7 @@ BOND_DECODER = (
 )
 """Bond class -> RDKit bond type (class 0 is no bond; 4, aromatic, never occurs in QM9)."""
 _BOND_ENCODER = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3}
+_PAD = -1  # the atom class of a padded node (integer form)
 
 # Reference ``ATOM_VALENCY`` for the partial-charge rule, restricted to the elements it charges.
 _CHARGEABLE_VALENCY = {7: 3, 8: 2, 16: 2}
@@ -177,19 +184,26 @@ def as_graph(atom_types, bond_types, mask=None) -> tuple[np.ndarray, np.ndarray]
       bond_types: ``int[n, n]`` classes 0..4 or ``float[n, n, K]`` one-hot/probabilities (argmax).
       mask: optional ``bool[n]``, True on real nodes; overrides the padding rule above.
     Returns:
-      ``(atom_types int64[k], bond_types int64[k, k])`` over the ``k`` real nodes, in order.
+      ``(atom_types int64[k], bond_types int64[k, k])`` over the ``k`` real nodes, in order
+      (``k = 0`` for an all-padding graph).
     Raises:
-      ValueError: on inconsistent shapes or classes out of range on real nodes.
+      ValueError: on inconsistent shapes, NaN, inf or negative one-hot entries, integer atom
+        classes below ``-1`` (anywhere), or classes out of range on real nodes.
     """
     x = np.asarray(atom_types)
     e = np.asarray(bond_types)
+    _check_probabilities(x, "atom_types")
+    _check_probabilities(e, "bond_types")
     if x.ndim == 2:
         inferred = np.any(x != 0, axis=-1)
         x = np.argmax(x, axis=-1)
     elif x.ndim == 1:
         if not np.issubdtype(x.dtype, np.integer):
             raise ValueError(f"integer atom_types must have an integer dtype, got {x.dtype}")
-        inferred = x >= 0
+        if x.size and x.min() < _PAD:
+            raise ValueError(f"atom classes must be 0..{len(ATOM_DECODER) - 1} or the padding value {_PAD}, "
+                             f"got {np.unique(x[x < _PAD])}")
+        inferred = x != _PAD
     else:
         raise ValueError(f"atom_types must be [n] classes or [n, A] one-hot, got shape {x.shape}")
     n = x.shape[0]
@@ -217,6 +231,38 @@ def as_graph(atom_types, bond_types, mask=None) -> tuple[np.ndarray, np.ndarray]
     return x, e
 
 
+def _check_probabilities(a: np.ndarray, name: str) -> None:
+    """ValueError unless a floating (one-hot/probability) array is finite and non-negative."""
+    if not np.issubdtype(a.dtype, np.inexact):
+        return
+    bad = np.count_nonzero(~np.isfinite(a))
+    if bad:
+        raise ValueError(f"{name} has {bad} NaN or inf entries of {a.size}: not a one-hot/probability "
+                         f"graph (did the sampler diverge?)")
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name} has negative entries (min {a.min()}): not a one-hot/probability graph")
+
+
+def _as_graphs(graphs: Sequence[tuple]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each ``(atom_types, bond_types[, mask])`` through :func:`as_graph`.
+
+    Raises:
+      ValueError: naming how many graphs cannot be decoded, which, and the first one's reason.
+    """
+    out, failed = [], {}
+    for k, graph in enumerate(graphs):
+        try:
+            out.append(as_graph(*graph))
+        except ValueError as err:
+            failed[k] = err
+    if failed:
+        first, err = next(iter(failed.items()))
+        shown = list(failed)[:10]
+        raise ValueError(f"{len(failed)} of {len(graphs)} graphs cannot be decoded (graphs {shown}"
+                         f"{' ...' if len(failed) > len(shown) else ''}); graph {first}: {err}")
+    return out
+
+
 def graphs_from_dense(X, E, mask=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """A padded batch as a list of unpadded ``(atom_types, bond_types)`` graphs.
 
@@ -226,6 +272,8 @@ def graphs_from_dense(X, E, mask=None) -> list[tuple[np.ndarray, np.ndarray]]:
       mask: optional ``bool[m, n]`` node mask.
     Returns:
       ``m`` pairs as returned by :func:`as_graph`.
+    Raises:
+      ValueError: as :func:`as_graph`, naming how many graphs fail (e.g. how many have NaN).
     """
     X, E = np.asarray(X), np.asarray(E)
     if X.ndim not in (2, 3) or E.shape[:1] != X.shape[:1]:
@@ -235,7 +283,7 @@ def graphs_from_dense(X, E, mask=None) -> list[tuple[np.ndarray, np.ndarray]]:
         mask = np.asarray(mask)
         if mask.shape != X.shape[:2]:
             raise ValueError(f"mask must have shape {X.shape[:2]}, got {mask.shape}")
-    return [as_graph(X[k], E[k], None if mask is None else mask[k]) for k in range(X.shape[0])]
+    return _as_graphs([(X[k], E[k], None if mask is None else mask[k]) for k in range(X.shape[0])])
 
 
 # ----------------------------------------------------------------------------- graph -> molecule
@@ -310,7 +358,12 @@ def build_molecule_with_partial_charges(atom_types, bond_types, mask=None):
 
 
 def mol_to_smiles(mol) -> str | None:
-    """The reference ``mol2smiles``: sanitize ``mol`` in place, None if that fails, else SMILES."""
+    """The reference ``mol2smiles``: sanitize ``mol`` in place, None if that fails, else SMILES.
+
+    None as well for a molecule without atoms (RDKit sanitizes it to ``''``): it is not a molecule.
+    """
+    if mol.GetNumAtoms() == 0:
+        return None
     with rdBase.BlockLogs():
         try:
             Chem.SanitizeMol(mol)
@@ -349,14 +402,17 @@ def validity(graphs: Sequence[Graph]) -> tuple[list[str | None], float, np.ndarr
     """The reference ``compute_validity``.
 
     A graph is valid when ``Chem.SanitizeMol`` succeeds on :func:`build_molecule` (no charges)
-    and on its fragments; disconnected molecules count as valid.
+    and on its fragments; disconnected molecules count as valid, empty graphs do not.
 
     Args:
       graphs: ``(atom_types, bond_types)`` pairs in any form :func:`as_graph` accepts (no mask).
     Returns:
       ``(smiles, fraction_valid, num_components)``: per graph, the largest fragment's SMILES or
       None if invalid; the fraction valid; ``int[k]`` fragment counts of the ``k`` graphs whose
-      fragments sanitize (as the reference logs them).
+      fragments sanitize (as the reference logs them); empty graphs have none.
+    Raises:
+      ValueError: if ``graphs`` is empty, or naming how many graphs cannot be decoded
+        (:func:`as_graph`), e.g. have NaN entries.
     """
     smiles, components = _strict_validity(graphs)
     num_valid = sum(s is not None for s in smiles)
@@ -366,19 +422,25 @@ def validity(graphs: Sequence[Graph]) -> tuple[list[str | None], float, np.ndarr
 
 def _strict_validity(graphs: Sequence[Graph]) -> tuple[list[str | None], list[int | None]]:
     """Per graph: largest-fragment SMILES or None, and fragment count or None (see validity)."""
-    _check_nonempty(graphs)
     smiles: list[str | None] = []
     components: list[int | None] = []
-    for atoms, bonds in graphs:
+    for atoms, bonds in _metric_inputs(graphs):
         mol = build_molecule(atoms, bonds)
         whole = mol_to_smiles(mol)
-        with rdBase.BlockLogs():
-            try:
-                components.append(len(Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True)))
-            except ValueError:
-                components.append(None)
+        components.append(_fragment_count(mol))
         smiles.append(None if whole is None else _largest_fragment_smiles(mol))
     return smiles, components
+
+
+def _fragment_count(mol) -> int | None:
+    """Number of fragments of ``mol`` if they all sanitize, else None; None without atoms."""
+    if mol.GetNumAtoms() == 0:
+        return None
+    with rdBase.BlockLogs():
+        try:
+            return len(Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True))
+        except ValueError:
+            return None
 
 
 def relaxed_validity(graphs: Sequence[Graph]) -> tuple[list[str], float]:
@@ -390,9 +452,8 @@ def relaxed_validity(graphs: Sequence[Graph]) -> tuple[list[str], float]:
       ``(relaxed_valid_smiles, fraction)``: the largest-fragment SMILES of the relaxed-valid
       graphs only (the list uniqueness and novelty are computed on), and their fraction.
     """
-    _check_nonempty(graphs)
     valid = []
-    for atoms, bonds in graphs:
+    for atoms, bonds in _metric_inputs(graphs):
         mol = build_molecule_with_partial_charges(atoms, bonds)
         if mol_to_smiles(mol) is not None:
             s = _largest_fragment_smiles(mol)
@@ -467,7 +528,10 @@ def evaluate(graphs: Sequence[Graph], train_smiles: Iterable[str] | None = None)
         :func:`experiments.digress_qm9.qm9.train_smiles`); None skips novelty.
     Returns:
       :class:`MoleculeMetrics`.
+    Raises:
+      ValueError: as :func:`validity`; nothing is counted if any graph cannot be decoded.
     """
+    graphs = _metric_inputs(graphs)
     smiles, per_graph_components = _strict_validity(graphs)
     components = np.asarray([c for c in per_graph_components if c is not None], np.int64)
     relaxed, relaxed_fraction = relaxed_validity(graphs)
@@ -489,6 +553,8 @@ def evaluate(graphs: Sequence[Graph], train_smiles: Iterable[str] | None = None)
     )
 
 
-def _check_nonempty(graphs: Sequence[Graph]) -> None:
+def _metric_inputs(graphs: Sequence[Graph]) -> list[Graph]:
+    """The graphs of a metric as integer classes; ValueError if none, or if any cannot be decoded."""
     if len(graphs) == 0:
         raise ValueError("no graphs to evaluate")
+    return _as_graphs(graphs)

@@ -54,7 +54,10 @@ Cache: processing all 130,831 SMILES took 31 s here (2 shared cores); the arrays
 are then saved in one ``.npz`` (28 MB) under the cache directory (``cache_dir``, else
 ``$SYMPE_JAX_CACHE/qm9``, else ``$XDG_CACHE_HOME/sympe_jax/qm9``, else
 ``~/.cache/sympe_jax/qm9``), keyed by :data:`CACHE_VERSION`, the RDKit version and the source
-files (path, size, modification time); a later load of a split takes 0.05-0.1 s. The training
+files (path, size, modification time); a later load of a split takes 0.05-0.1 s. A cache file
+that cannot be read (truncated, not an ``.npz``, missing arrays) is moved aside to
+``<name>.corrupt`` (``.corrupt1``, ... if taken; never deleted) with a warning naming both
+paths, and rebuilt. The training
 SMILES for novelty (:func:`train_smiles`: 97,734 SMILES, 97,681 distinct; 31 s to make) are
 cached next to it.
 
@@ -70,10 +73,12 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import importlib.util
+import itertools
 import json
 import os
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -133,6 +138,7 @@ for _constant in (DIGRESS_NODE_MARGINALS, DIGRESS_EDGE_MARGINALS, DIGRESS_N_NODE
 _QM9PACK_FILES = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 _SKIP_REASONS = ("bad_index", "duplicate_index", "invalid_smiles", "empty", "atom_type",
                  "too_many_atoms", "bond_type")
+_ARRAY_KEYS = ("X", "E", "n_nodes", "index", "split", "smiles", "meta")
 
 
 # ----------------------------------------------------------------------------- containers
@@ -250,20 +256,30 @@ def read_source(source: str | os.PathLike | Sequence[str | os.PathLike] | None =
         file or a list of them. Each CSV needs a header with ``Index`` and ``SMILES`` columns
         (other columns are ignored).
     Raises:
-      ValueError: if a file lacks one of the two columns.
+      ValueError: naming the file, if one is not UTF-8 CSV text (e.g. binary) or lacks one of
+        the two columns.
     """
     csv.field_size_limit(2**31 - 1)  # qm9pack's XYZ and frequency fields are long
     rows: list[tuple[str, str]] = []
     for path in _source_files(source):
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None or "Index" not in header or "SMILES" not in header:
-                raise ValueError(f"{path} must be a CSV with 'Index' and 'SMILES' columns, got header {header}")
-            i, s = header.index("Index"), header.index("SMILES")
-            width = max(i, s) + 1
-            rows.extend((r[i], r[s]) if len(r) >= width else ("", "") for r in reader if r)
+        try:
+            rows.extend(_read_csv(path))
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise ValueError(f"QM9 source file {path} is not a UTF-8 CSV text file ({err}); expected a CSV "
+                             f"with 'Index' and 'SMILES' columns") from err
     return rows
+
+
+def _read_csv(path: Path) -> list[tuple[str, str]]:
+    """``(Index, SMILES)`` of every non-blank row of one CSV (see :func:`read_source`)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or "Index" not in header or "SMILES" not in header:
+            raise ValueError(f"{path} must be a CSV with 'Index' and 'SMILES' columns, got header {header}")
+        i, s = header.index("Index"), header.index("SMILES")
+        width = max(i, s) + 1
+        return [(r[i], r[s]) if len(r) >= width else ("", "") for r in reader if r]
 
 
 def reference_split(index) -> np.ndarray:
@@ -381,14 +397,36 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         raise
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    """The arrays of a cache file, or None (with a warning) if it cannot be read."""
+def _load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file; None if there is none.
+
+    A file that cannot be read or lacks one of ``keys`` is moved aside (:func:`_move_aside`)
+    with a warning, and None returned so that the caller rebuilds it.
+    """
+    if not path.is_file():
+        return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as err:
-        warnings.warn(f"ignoring unreadable QM9 cache file {path} ({err}); reprocessing", stacklevel=3)
+            arrays = {k: z[k] for k in z.files}
+        missing = sorted(set(keys) - set(arrays))
+        if missing:
+            raise ValueError(f"arrays {missing} are missing")
+        return arrays
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        aside = _move_aside(path)
+        warnings.warn(f"unreadable QM9 cache file {path} ({type(err).__name__}: {err}): moved it aside to "
+                      f"{aside}; rebuilding", stacklevel=3)
         return None
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename ``path`` to the first free ``<name>.corrupt``, ``<name>.corrupt1``, ...; the new path."""
+    for k in itertools.count():
+        aside = path.with_name(f"{path.name}.corrupt{k or ''}")
+        if not aside.exists():
+            os.replace(path, aside)
+            return aside
+    raise AssertionError("unreachable")
 
 
 def _processed(source, cache_dir) -> tuple[dict[str, np.ndarray], dict[str, int], Path]:
@@ -396,7 +434,7 @@ def _processed(source, cache_dir) -> tuple[dict[str, np.ndarray], dict[str, int]
     files = _source_files(source)
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     path = cache_dir / f"qm9_v{CACHE_VERSION}_{_cache_key(files)}.npz"
-    arrays = _load_npz(path) if path.is_file() else None
+    arrays = _load_npz(path, _ARRAY_KEYS)
     if arrays is None:
         arrays, skipped = _process(read_source(files))
         meta = {"cache_version": CACHE_VERSION, "rdkit": _rdkit_version(),
@@ -467,7 +505,7 @@ def train_smiles(*, source=None, cache_dir: str | os.PathLike | None = None) -> 
 
     arrays, _, path = _processed(source, cache_dir)
     smiles_path = path.with_name(path.stem + "_train_smiles.npz")
-    cached = _load_npz(smiles_path) if smiles_path.is_file() else None
+    cached = _load_npz(smiles_path, ("smiles",))
     if cached is not None:
         return cached["smiles"].tolist()
     rows = arrays["split"] == SPLITS.index("train")

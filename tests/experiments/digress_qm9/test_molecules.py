@@ -151,3 +151,60 @@ def test_graphs_from_dense_batch():
     assert M.evaluate(graphs).relaxed_smiles == ["CC", "C=O"]
     with pytest.raises(ValueError, match="mask"):
         M.graphs_from_dense(X, E, np.ones((2, 2), bool))
+
+
+def _empty():
+    return np.zeros(0, np.int64), np.zeros((0, 0), np.int64)
+
+
+def test_empty_graphs_are_invalid_and_never_unique():
+    """Bug: an empty or all-padding graph sanitized to SMILES '' and counted as valid and unique."""
+    ethane = _graph([C, C], {(0, 1): 1})
+    padded = M.graphs_from_dense(np.full((1, 3), -1), np.zeros((1, 3, 3), np.int64))[0]
+    masked = M.as_graph(np.array([C, C]), np.zeros((2, 2), np.int64), np.zeros(2, bool))
+    assert padded[0].size == 0 and masked[0].size == 0
+    result = M.evaluate([ethane, _empty(), padded, masked], train_smiles=["CCC"])
+    assert result.smiles == ["CC", None, None, None]
+    assert result.validity == 1 / 4 and result.relaxed_validity == 1 / 4 and result.valid_connected == 1 / 4
+    assert result.relaxed_smiles == ["CC"] and result.uniqueness == 1.0 and result.novelty == 1.0
+    np.testing.assert_array_equal(result.num_components, [1])
+    assert M.validity([_empty()])[:2] == ([None], 0.0)
+    assert M.relaxed_validity([_empty()]) == ([], 0.0)
+    assert M.graph_smiles(*_empty()) is None and M.mol_to_smiles(Chem.RWMol()) is None
+
+
+def test_nan_inputs_raise_and_name_how_many_graphs():
+    """Bug: NaN one-hot rows (a diverged sampler) were argmax-decoded to carbon, a valid molecule."""
+    x = np.zeros((3, 2, 4), np.float32)
+    x[:, :, C] = 1
+    e = np.zeros((3, 2, 2, 4), np.float32)
+    e[..., 0] = 1
+    x[1, 0] = np.nan
+    e[2, 0, 1] = np.nan
+    with pytest.raises(ValueError, match=r"2 of 3 graphs cannot be decoded \(graphs \[1, 2\]\).*NaN"):
+        M.graphs_from_dense(x, e)
+    with pytest.raises(ValueError, match="2 of 3 graphs.*NaN"):
+        M.evaluate([(x[k], e[k]) for k in range(3)])
+    with pytest.raises(ValueError, match="atom_types has 4 NaN or inf"):
+        M.build_molecule(x[1], e[1])
+    x[1, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        M.as_graph(x[1], e[1])
+    x[1, 0] = [-1, 0, 0, 0]   # argmax would read N
+    with pytest.raises(ValueError, match="negative entries"):
+        M.as_graph(x[1], e[1])
+    assert M.evaluate([(x[0], e[0])]).smiles == ["C"]  # the clean graph: two carbons, largest fragment C
+
+
+def test_negative_atom_classes_other_than_padding_raise():
+    """Bug: any negative atom class (e.g. -2) was silently taken as padding, not just -1."""
+    bonds = np.zeros((3, 3), np.int64)
+    with pytest.raises(ValueError, match=r"padding value -1, got \[-2\]"):
+        M.as_graph(np.array([C, -2, C]), bonds)
+    with pytest.raises(ValueError, match="1 of 2 graphs.*padding value -1"):
+        M.graphs_from_dense(np.array([[C, -1, -1], [C, -7, C]]), np.zeros((2, 3, 3), np.int64))
+    with pytest.raises(ValueError, match="padding value"):  # also under an explicit mask
+        M.as_graph(np.array([C, -2, C]), bonds, np.array([True, False, True]))
+    with pytest.raises(ValueError, match="1 of 1 graphs.*on real nodes"):  # a poisoned (-1) sample
+        M.graphs_from_dense(np.array([[C, -1]]), np.zeros((1, 2, 2), np.int64), np.ones((1, 2), bool))
+    assert M.as_graph(np.array([C, -1, O]), bonds)[0].tolist() == [C, O]

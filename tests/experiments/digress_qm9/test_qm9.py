@@ -5,6 +5,7 @@ qm9pack. ``SYMPE_JAX_QM9_FULL=1`` also checks the full data (needs qm9pack; ~1 m
 """
 
 import importlib.util
+import io
 import os
 import pathlib
 import warnings
@@ -222,3 +223,51 @@ def test_full_qm9_matches_the_reference():
     np.testing.assert_allclose(counts / counts.sum(), qm9.DIGRESS_N_NODES, atol=5e-6)
     smiles = qm9.train_smiles()
     assert len(smiles) == 97_734 and len(set(smiles)) == 97_681
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_corrupt_cache_is_moved_aside_and_rebuilt(tmp_path, damage):
+    """Bug: a truncated cache raised zipfile.BadZipFile instead of being rebuilt."""
+    cache = tmp_path / "cache"
+    first = qm9.load_qm9("test", source=FIXTURE, cache_dir=cache)
+    smiles = qm9.train_smiles(source=FIXTURE, cache_dir=cache)
+    for path in sorted(cache.glob("qm9_v*.npz")):          # the arrays, then the training SMILES
+        good = path.read_bytes()
+        if damage == "truncated":
+            path.write_bytes(good[: len(good) // 2])
+        else:
+            np.savez(path, other=np.zeros(2))            # an npz without the expected arrays
+        bad = path.read_bytes()
+        with pytest.warns(UserWarning, match="unreadable QM9 cache file .* moved it aside to .*corrupt; rebuilding"):
+            again = qm9.load_qm9("test", source=FIXTURE, cache_dir=cache)
+            assert qm9.train_smiles(source=FIXTURE, cache_dir=cache) == smiles
+        np.testing.assert_array_equal(again.X, first.X)
+        assert path.with_name(path.name + ".corrupt").read_bytes() == bad   # kept, not deleted
+        with np.load(path) as rebuilt:                                      # rebuilt in place
+            assert set(rebuilt.files) == set(np.load(io.BytesIO(good)).files)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # the rebuilt caches read cleanly
+        qm9.load_qm9("test", source=FIXTURE, cache_dir=cache)
+    assert len(list(cache.glob("*.corrupt"))) == 2
+
+
+def test_second_corrupt_cache_does_not_overwrite_the_first(tmp_path):
+    cache = tmp_path / "cache"
+    qm9.load_qm9("test", source=FIXTURE, cache_dir=cache)
+    (path,) = cache.glob("qm9_v*.npz")
+    for k, suffix in enumerate([".corrupt", ".corrupt1"]):
+        path.write_bytes(b"garbage %d" % k)
+        with pytest.warns(UserWarning, match=f"aside to .*{suffix}; rebuilding"):
+            qm9.load_qm9("test", source=FIXTURE, cache_dir=cache)
+        assert path.with_name(path.name + suffix).read_bytes() == b"garbage %d" % k
+
+
+def test_binary_source_file_is_a_clear_error(tmp_path):
+    """Bug: a binary (non-UTF-8) CSV raised a raw UnicodeDecodeError."""
+    binary = tmp_path / "qm9_part1.csv"
+    binary.write_bytes(b"Index,SMILES\n1,C\n" + bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match=r"qm9_part1\.csv is not a UTF-8 CSV text file"):
+        qm9.load_qm9("train", source=binary, cache_dir=tmp_path / "cache")
+    with pytest.raises(ValueError, match="not a UTF-8 CSV"):
+        qm9.read_source(tmp_path)                          # the folder form names the file too
+    assert not (tmp_path / "cache").exists()               # nothing cached
