@@ -47,17 +47,27 @@ def pair_mask(node_mask: jax.Array, diagonal: bool = False) -> jax.Array:
 
 def encode(X_idx: jax.Array, E_idx: jax.Array, node_mask: jax.Array, dx: int, de: int,
            dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
-    """Class indices -> dense one-hot ``(X [B,n,dx], E [B,n,n,de])``, masked, zero diagonal."""
-    X = jax.nn.one_hot(X_idx, dx, dtype=dtype) * node_mask[..., None]
-    E = jax.nn.one_hot(E_idx, de, dtype=dtype) * pair_mask(node_mask)[..., None]
+    """Class indices -> dense one-hot ``(X [B,n,dx], E [B,n,n,de])``, masked, zero diagonal.
+
+    A negative index on a real node or pair (-1: a poisoned draw) gives a NaN row, never a
+    silent all-zero one; padding gives zeros.
+    """
+    pairs = pair_mask(node_mask)
+    X = jnp.where((X_idx < 0)[..., None], jnp.nan, jax.nn.one_hot(X_idx, dx, dtype=dtype))
+    E = jnp.where((E_idx < 0)[..., None], jnp.nan, jax.nn.one_hot(E_idx, de, dtype=dtype))
+    X = jnp.where(node_mask[..., None], X, 0).astype(dtype)
+    E = jnp.where(pairs[..., None], E, 0).astype(dtype)
     return X, E
 
 
 def decode(X: jax.Array, E: jax.Array, node_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Dense one-hot -> int32 ``(X [B,n], E [B,n,n])``: -1 on padding, 0 on the diagonal."""
-    X_idx = jnp.where(node_mask, jnp.argmax(X, -1), -1).astype(jnp.int32)
+    """Dense one-hot -> int32 ``(X [B,n], E [B,n,n])``: -1 on padding, 0 on the diagonal.
+
+    A real node or pair whose row holds a NaN decodes to -1 as well (a poisoned sample), which
+    ``molecules.evaluate`` rejects with an error naming the graphs."""
+    X_idx = jnp.where(node_mask & ~jnp.any(jnp.isnan(X), -1), jnp.argmax(X, -1), -1).astype(jnp.int32)
     real_pairs = pair_mask(node_mask, diagonal=True)
-    E_idx = jnp.where(real_pairs, jnp.argmax(E, -1), -1).astype(jnp.int32)
+    E_idx = jnp.where(real_pairs & ~jnp.any(jnp.isnan(E), -1), jnp.argmax(E, -1), -1).astype(jnp.int32)
     return X_idx, E_idx
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from sympe_jax import checks
+
 from experiments.digress_qm9.diffusion import dense, transitions
 from experiments.digress_qm9.diffusion.schedule import NoiseSchedule
 
@@ -19,9 +21,16 @@ __all__ = ["sample_categorical", "sample_graph", "apply_noise", "sample_prior"]
 
 
 def sample_categorical(key: jax.Array, probs: jax.Array) -> jax.Array:
-    """int32[...] class indices drawn from probabilities float[..., K] (rows need not sum to 1)."""
+    """int32[...] class indices drawn from probabilities float[..., K] (rows need not sum to 1).
+
+    A row with a NaN or infinite entry, or with no positive entry, has no law to draw from: its
+    index is -1 (the library's poison value, see ``sympe_jax.checks``), which :func:`dense.encode`
+    turns into a NaN row, so a diverged denoiser never yields a finite-looking molecule.
+    """
     logits = jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1.0)), -jnp.inf)
-    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    idx = jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    ok = jnp.all(jnp.isfinite(probs), axis=-1) & jnp.any(probs > 0, axis=-1)
+    return checks.poison(idx, ok)
 
 
 def sample_graph(key: jax.Array, probX: jax.Array, probE: jax.Array, node_mask: jax.Array

@@ -140,3 +140,22 @@ def test_encode_decode_round_trip(molecules):
     X, E = dense.encode(X_idx, E_idx, g.node_mask, 4, 5)
     np.testing.assert_array_equal(np.asarray(X), np.asarray(g.X))
     np.testing.assert_array_equal(np.asarray(E), np.asarray(g.E))
+
+
+def test_a_diverged_draw_is_poisoned_never_a_carbon(molecules):
+    """Bug: NaN probabilities drew class 0 (carbon), so a diverged sampler produced valid-looking
+    molecules. A NaN or all-zero row now draws -1, encodes to a NaN row and decodes to -1 on
+    the real node, which molecules.evaluate rejects."""
+    probs = jnp.array([[0.2, 0.8, 0.0], [jnp.nan, 0.5, 0.5], [0.0, 0.0, 0.0], [0.0, jnp.inf, 1.0]])
+    for draw in (noise.sample_categorical, jax.jit(noise.sample_categorical)):
+        idx = np.asarray(draw(jax.random.key(0), probs))
+        assert idx[0] in (0, 1) and list(idx[1:]) == [-1, -1, -1]
+    g = _batch(molecules)
+    X_idx, E_idx = dense.decode(g.X, g.E, g.node_mask)
+    real = np.argwhere(np.asarray(g.node_mask))[0]
+    X_idx = X_idx.at[real[0], real[1]].set(-1)
+    X, E = dense.encode(X_idx, E_idx, g.node_mask, 4, 5)
+    assert np.isnan(np.asarray(X)[real[0], real[1]]).all()
+    assert np.isfinite(np.asarray(X)[~np.asarray(g.node_mask)]).all()        # padding stays 0
+    X2, _ = dense.decode(X, E, g.node_mask)
+    np.testing.assert_array_equal(np.asarray(X2), np.asarray(X_idx))
