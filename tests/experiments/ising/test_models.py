@@ -91,3 +91,19 @@ def test_shapes_and_bad_input(method):
 def test_unknown_method():
     with pytest.raises(ValueError, match="method"):
         LatticeModel(method="magic").init(jax.random.key(0), jax.random.key(1), jnp.zeros((1, L, L, 5)))
+
+
+@pytest.mark.parametrize("method", ["none", "noise", "sympe"])
+def test_identical_lattices_of_a_batch_get_independent_channels(method):
+    """Bug: the noise channels or SymPE's g~ drawn once and broadcast to every lattice of the batch."""
+    x = jnp.tile(ising.to_input(jnp.array([1.0]), jnp.array([-2.0]), jnp.array([0.3]), L), (2, 1, 1, 1))
+    model = LatticeModel(method=method, features=(2,), scorer_features=(2,), pe_features=2)
+    params = _perturbed(jax.jit(model.init)(jax.random.key(0), jax.random.key(1), x), jax.random.key(3))
+    logits = jax.jit(jax.vmap(lambda k: model.apply(params, k, x)))(jax.random.split(jax.random.key(4), 16))
+    same = np.all(np.isclose(logits[:, 0], logits[:, 1], atol=1e-4), axis=(1, 2)).sum()
+    if method == "none":
+        assert same == 16       # the control: nothing random, identical lattices, identical logits
+    elif method == "noise":
+        assert same == 0
+    else:                       # constant couplings tie all 8 L^2 elements: independent g~ agree w.p. 1/128
+        assert same <= 3, same

@@ -149,3 +149,28 @@ def test_digress_with_sympe_trains_v(molecules):
     assert np.isfinite(float(loss)) and float(jnp.sum(jnp.abs(grads["v"]))) > 0
     terms = jax.jit(dg.nll)(params, jax.random.key(2), data)
     assert np.all(np.isfinite(np.asarray(terms["nll"])))
+
+
+def _twice(graph):
+    """A batch of two identical copies of a one-graph batch."""
+    return tuple(jnp.concatenate([a, a]) for a in graph)
+
+
+@pytest.mark.parametrize("mode", ["none", "noise", "sympe", "sympe_edges"])
+def test_identical_graphs_of_a_batch_get_independent_channels(mode):
+    """Bug: the noise channels or SymPE's tie-break key drawn once and broadcast to every graph of the batch."""
+    X, E, m = _twice(_graph("CC(C)(C)C(=O)N"))     # three tied methyls: 3! tie-breaks per graph
+    den = _denoiser(mode)
+    params = jax.jit(den.init)(jax.random.key(0), X, E, m)
+    keys = jax.random.split(jax.random.key(1), 60)
+    lx, le = jax.jit(jax.vmap(lambda k: den(params, k, X, E, jnp.zeros((2, 0)), m, jnp.full((2,), 0.3))))(keys)
+    same = np.all(np.isclose(lx[:, 0], lx[:, 1], atol=1e-4), axis=(1, 2)) & \
+        np.all(np.isclose(le[:, 0], le[:, 1], atol=1e-4), axis=(1, 2, 3))
+    if mode == "none":
+        assert same.all()               # the control: no randomness, identical graphs, identical logits
+    elif mode == "noise":
+        assert not same.any()
+    else:                               # independent uniform tie-breaks agree with probability 1/6
+        assert 2 <= same.sum() <= 25, same.sum()
+        ranks = np.asarray(jax.jit(jax.vmap(lambda k: den.ranks(k, X, E, m)))(keys))
+        assert 2 <= np.all(ranks[:, 0] == ranks[:, 1], axis=1).sum() <= 25
