@@ -2,7 +2,11 @@
 
 Every function here takes a batch padded with :func:`sympe_jax.graphs.pad` (jraph's
 convention: the last graph holds the padding) and returns per-node values aligned with
-``graph.nodes``, ready to concatenate to them; padding nodes get zeros. Underneath, the nodes
+``graph.nodes``, ready to concatenate to them; padding nodes get zeros. The batch is checked
+by :func:`sympe_jax.graphs.validate_batch` (inside the dense conversions every path goes
+through): an invalid one (counts that do not add up, edges out of range or across graphs, an
+unpadded batch, a graph larger than ``n_max``) raises ``ValueError`` eagerly and gives NaN
+channels under ``jit``. Underneath, the nodes
 of each graph are laid out in dense blocks of ``n_max`` slots and the functional core
 (:mod:`sympe_jax.encodings`) runs on those, one independent sample per graph::
 
@@ -70,6 +74,10 @@ def encode(encoding: encodings.Encoding, key: jax.Array | None, params: encoding
       ranks: optional int[G, n_max] supplied ``g~`` per graph slot (the ``"exact"`` encoding).
 
     Same key, same channels; permuting the nodes of a graph permutes its channels in law.
+
+    Raises:
+      ValueError: eagerly, for a batch that fails :func:`sympe_jax.graphs.validate_batch` with
+        ``n_max``; under ``jit`` the channels are NaN instead.
     """
     if key is None:
         if encoding.random:

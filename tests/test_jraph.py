@@ -80,3 +80,24 @@ def test_encode_needs_a_key_for_random_encodings():
     ranks = jnp.tile(jnp.arange(6, dtype=jnp.int32), (2, 1))
     out = spj.encode(exact, None, {"v": jnp.eye(6, 2)}, graph, n_max=6, ranks=ranks)
     np.testing.assert_array_equal(out[:5], np.eye(6, 2)[:5])
+
+
+def test_encode_rejects_invalid_batches_and_poisons_under_jit():
+    """Bug: an edge across graphs, a graph larger than n_max or an unpadded batch gave finite channels."""
+    graph = _batch(nx.cycle_graph(5), nx.path_graph(4))
+    across = graph._replace(senders=np.where(np.arange(graph.senders.shape[0]) == 0, 6, graph.senders))
+    unpadded = graphs.batch([graphs.from_adjacency(nx.to_numpy_array(g)) for g in (nx.cycle_graph(5), nx.path_graph(4))])
+    key = jax.random.key(1)
+    sympe, noise = (E.graph_encoding(name, n_max=6, features=3) for name in ("sympe", "noise"))
+    params = sympe.init(jax.random.key(0))
+    for bad, n_max, message in [(across, 6, "its own graph"), (graph, 4, "more than n_max = 4"),
+                                (unpadded, 6, "is the batch unpadded")]:
+        for enc in (sympe, noise):
+            with pytest.raises(ValueError, match=message):
+                spj.encode(enc, key, params, bad, n_max=n_max)
+    with pytest.raises(ValueError, match="its own graph"):
+        spj.node_scores(across, 6)
+    out = jax.jit(lambda k, g: spj.encode(sympe, k, params, g, n_max=6))(key, across)
+    assert bool(jnp.all(jnp.isnan(out)))
+    out = jax.jit(lambda k, g: spj.encode(noise, k, {}, g, n_max=4))(key, graph)     # no dense adjacency on this path
+    assert bool(jnp.all(jnp.isnan(out)))
