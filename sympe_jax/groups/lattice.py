@@ -7,8 +7,8 @@ Conventions (used everywhere in ``sympe_jax``):
 * The point group D4 has 8 elements indexed ``d = 4 * f + k`` (``k`` in 0..3, ``f`` in 0..1);
   element ``d`` is the integer matrix ``M_d = R^k F^f`` with ``R = [[0, -1], [1, 0]]`` (rotation
   by +90 degrees) and ``F = [[1, 0], [0, -1]]`` (the reflection y -> -y).
-* A p4m element is an int32 array ``g = [d, tx, ty]`` of shape (3,) (batches: (..., 3)); it
-  maps a site by ``s -> M_d s + t (mod L)``. ``compose(g, h)`` is "g after h".
+* A p4m element is an integer array ``g = [d, tx, ty]`` of shape (3,) (batches: (..., 3)); it
+  maps a site by ``s -> M_d s + t (mod L)``. ``compose(g, h)`` is "g after h". Outputs are int32.
 * Group elements act on functions on the torus by ``(g . f)(s) = f(g^-1 s)``:
 
   - scalar site fields ``(L, L, c)``: :func:`act_on_field`;
@@ -21,7 +21,20 @@ Conventions (used everywhere in ``sympe_jax``):
     direction channels are permuted as ``M_d`` permutes the directions,
     :func:`act_on_bonds`.
 
-All functions are pure ``jax.numpy``, jit- and vmap-safe (elements may be traced).
+Validation (the rule of :mod:`sympe_jax.checks`):
+
+* ``d`` must be in 0..7. Translations and sites may be any integers: they are taken mod L
+  (``[0, L + 1, -1]`` is the element ``[0, 1, L - 1]``; :func:`index_of_element` reduces them too).
+* Elements, indices and sites must have an integer dtype (floats are a ``TypeError``, never
+  truncated); ``L`` must be a Python int >= 1.
+* Eagerly, a ``d`` outside 0..7 or an index outside ``0..8 L^2 - 1`` is a ``ValueError``. Under
+  ``jit``/``vmap`` the output is poisoned instead: an invalid element or index gives the element
+  ``[-1, -1, -1]`` (which is itself invalid, so it propagates), and every function receiving an
+  invalid element returns -1 for integer outputs (sites, indices) and NaN for floating fields
+  (integer fields: -1; boolean fields cannot be poisoned).
+
+All functions are pure ``jax.numpy``, jit- and vmap-safe (elements may be traced); the checks
+cost O(size of the elements), plus one ``where`` over the output.
 """
 
 from __future__ import annotations
@@ -29,6 +42,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from sympe_jax import checks
 
 __all__ = [
     "D4_MATRICES",
@@ -83,8 +98,62 @@ D4_DIRECTION_PERM = np.array(
 """int32[8, 4]: ``D4_DIRECTION_PERM[d, k]`` is the direction ``M_d e_k`` (0: +x, 1: +y, 2: -x, 3: -y)."""
 
 
+# ----------------------------------------------------------------------------- input checks
+
+
+def _check_size(L: int) -> int:
+    """The lattice side as a Python int >= 1 (``TypeError`` for bools, floats and arrays)."""
+    if isinstance(L, (bool, np.bool_)) or not isinstance(L, (int, np.integer)):
+        raise TypeError(f"L (the lattice side) must be a Python int, got {L!r}")
+    if L < 1:
+        raise ValueError(f"L (the lattice side) must be >= 1, got {L}")
+    return int(L)
+
+
+def _as_int(x: jax.Array, what: str) -> jax.Array:
+    """``x`` as an int32 array; a non-integer dtype is a ``TypeError`` (never truncated)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"{what} must have an integer dtype, got {x.dtype}")
+    return x.astype(jnp.int32)
+
+
+def _first_bad(values: jax.Array, ok: jax.Array) -> jax.Array:
+    """int32[]: the first entry of ``values`` where ``ok`` is False (for error messages)."""
+    flat, flat_ok = values.reshape(-1), ok.reshape(-1)
+    return flat[jnp.argmin(flat_ok)] if flat.size else jnp.int32(0)
+
+
+def _split(g: jax.Array, what: str, single: bool = False):
+    """Check p4m element(s) g int[..., 3]: ``(d int32[...], t int32[..., 2], ok bool[...])``.
+
+    ``ok`` is False where ``d`` is outside 0..7; eagerly that is a ``ValueError``. The returned
+    ``d`` is clipped into 0..7, so table lookups stay in range (callers poison where not ``ok``).
+    With ``single``, g must be one element of shape (3,).
+    """
+    g = _as_int(g, f"{what}: a p4m element [d, tx, ty]")
+    if g.shape[-1:] != (3,) or (single and g.shape != (3,)):
+        want = "(3,)" if single else "(..., 3)"
+        raise ValueError(f"{what}: a p4m element is an int array of shape {want} [d, tx, ty]; got shape {g.shape}")
+    d, t = g[..., 0], g[..., 1:]
+    ok = (d >= 0) & (d < 8)
+    checks.check_value(jnp.all(ok), f"{what}: invalid p4m element, d must be in 0..7 "
+                                    "([-1, -1, -1] marks an invalid element); got d = {}", _first_bad(d, ok))
+    return jnp.clip(d, 0, 7), t, ok
+
+
+def _join(d: jax.Array, t: jax.Array, ok: jax.Array) -> jax.Array:
+    """int32[..., 3] elements ``[d, tx, ty]``, ``[-1, -1, -1]`` where ``ok`` is False."""
+    g = jnp.concatenate([jnp.broadcast_to(d[..., None], t.shape[:-1] + (1,)), t], axis=-1)
+    return checks.poison(g.astype(jnp.int32), ok[..., None])
+
+
+# ----------------------------------------------------------------------------- the group
+
+
 def order(L: int) -> int:
     """Number of elements of p4m on an L x L torus: ``8 L^2``."""
+    L = _check_size(L)
     return 8 * L * L
 
 
@@ -93,78 +162,103 @@ def identity() -> jax.Array:
     return jnp.zeros((3,), jnp.int32)
 
 
-def _split(g):
-    g = jnp.asarray(g, jnp.int32)
-    if g.shape[-1:] != (3,):
-        raise ValueError(f"a p4m element is an int array of shape (..., 3) [d, tx, ty]; got shape {g.shape}")
-    return g[..., 0], g[..., 1:]
-
-
 def _rotate(d, s):
-    """``M_d s`` for d int[...] and s int[..., 2]."""
+    """``M_d s`` for d int[...] in 0..7 and s int[..., 2]."""
     mats = jnp.asarray(D4_MATRICES)[d]  # (..., 2, 2)
     return jnp.einsum("...ij,...j->...i", mats, s)
+
+
+def _inverse(d, t, L):
+    """Unchecked inverse ``s -> M_d^-1 (s - t)``: (d int32[...], t int32[..., 2]) -> the same."""
+    dinv = jnp.asarray(D4_INVERSE)[d]
+    return dinv, jnp.mod(-_rotate(dinv, t), L)
 
 
 def compose(g: jax.Array, h: jax.Array, L: int) -> jax.Array:
     """Group product ``g h`` ("g after h"): ``(g h) s = g (h s)``.
 
     Args:
-        g, h: int32[..., 3] elements ``[d, tx, ty]`` (broadcastable).
+        g, h: int[..., 3] elements ``[d, tx, ty]`` (broadcastable).
         L: lattice size.
     Returns:
-        int32[..., 3].
+        int32[..., 3]; ``[-1, -1, -1]`` where g or h is invalid (under ``jit``).
     """
-    dg, tg = _split(g)
-    dh, th = _split(h)
+    L = _check_size(L)
+    dg, tg, okg = _split(g, "compose: g")
+    dh, th, okh = _split(h, "compose: h")
     d = jnp.asarray(D4_TABLE)[dg, dh]
     t = jnp.mod(_rotate(dg, th) + tg, L)
-    return jnp.concatenate([d[..., None], t], axis=-1).astype(jnp.int32)
+    return _join(d, t, okg & okh)
 
 
 def inverse(g: jax.Array, L: int) -> jax.Array:
-    """Inverse element: ``s -> M_d^-1 (s - t)``. int32[..., 3] -> int32[..., 3]."""
-    d, t = _split(g)
-    dinv = jnp.asarray(D4_INVERSE)[d]
-    tinv = jnp.mod(-_rotate(dinv, t), L)
-    return jnp.concatenate([dinv[..., None], tinv], axis=-1).astype(jnp.int32)
+    """Inverse element: ``s -> M_d^-1 (s - t)``. int[..., 3] -> int32[..., 3] (invalid: -1)."""
+    L = _check_size(L)
+    d, t, ok = _split(g, "inverse")
+    return _join(*_inverse(d, t, L), ok)
+
+
+def _from_index(index: jax.Array, L: int) -> jax.Array:
+    """Unchecked :func:`element_from_index`."""
+    return jnp.stack([index // (L * L), (index // L) % L, index % L], axis=-1).astype(jnp.int32)
 
 
 def element_from_index(index: jax.Array, L: int) -> jax.Array:
-    """Element at a flat index into a lifted ``(8, L, L)`` array (row-major): int[...] -> int32[..., 3]."""
-    index = jnp.asarray(index, jnp.int32)
-    d = index // (L * L)
-    tx = (index // L) % L
-    ty = index % L
-    return jnp.stack([d, tx, ty], axis=-1).astype(jnp.int32)
+    """Element at a flat index into a lifted ``(8, L, L)`` array (row-major): int[...] -> int32[..., 3].
+
+    An index outside ``0..8 L^2 - 1`` (e.g. the -1 of an argmax over invalid scores) is a
+    ``ValueError`` eagerly and gives ``[-1, -1, -1]`` under ``jit``.
+    """
+    L = _check_size(L)
+    index = _as_int(index, "element_from_index: index")
+    ok = (index >= 0) & (index < 8 * L * L)
+    checks.check_value(jnp.all(ok), f"element_from_index: index out of range 0..{8 * L * L - 1} "
+                                    f"(8 L^2 - 1 for L = {L}); got {{}}", _first_bad(index, ok))
+    return checks.poison(_from_index(index, L), ok[..., None])
 
 
 def index_of_element(g: jax.Array, L: int) -> jax.Array:
-    """Inverse of :func:`element_from_index`: int32[..., 3] -> int32[...]."""
-    d, t = _split(g)
-    return (d * L * L + t[..., 0] * L + t[..., 1]).astype(jnp.int32)
+    """Inverse of :func:`element_from_index`: int[..., 3] -> int32[...] (translations mod L; invalid: -1)."""
+    L = _check_size(L)
+    d, t, ok = _split(g, "index_of_element")
+    t = jnp.mod(t, L)
+    return checks.poison((d * L * L + t[..., 0] * L + t[..., 1]).astype(jnp.int32), ok)
 
 
 def elements(L: int) -> jax.Array:
     """All ``8 L^2`` elements, int32[8 L^2, 3], in the row-major order of a lifted ``(8, L, L)`` array."""
-    return element_from_index(jnp.arange(order(L)), L)
+    return _from_index(jnp.arange(order(L), dtype=jnp.int32), L)
 
 
 def random_element(key: jax.Array, L: int, shape: tuple[int, ...] = ()) -> jax.Array:
     """Uniformly random element(s), int32[*shape, 3]."""
-    return element_from_index(jax.random.randint(key, shape, 0, order(L)), L)
+    return _from_index(jax.random.randint(key, shape, 0, order(L)), L)
+
+
+# ----------------------------------------------------------------------------- actions
 
 
 def act_on_sites(g: jax.Array, sites: jax.Array, L: int) -> jax.Array:
-    """Move sites: ``s -> M_d s + t mod L``. sites int[..., 2] -> int32[..., 2]."""
-    d, t = _split(g)
-    return jnp.mod(_rotate(d, jnp.asarray(sites, jnp.int32)) + t, L).astype(jnp.int32)
+    """Move sites: ``s -> M_d s + t mod L``. g int[..., 3], sites int[..., 2] -> int32[..., 2] (invalid g: -1)."""
+    L = _check_size(L)
+    d, t, ok = _split(g, "act_on_sites")
+    sites = _as_int(sites, "act_on_sites: sites")
+    if sites.shape[-1:] != (2,):
+        raise ValueError(f"act_on_sites: sites must have shape (..., 2), got {sites.shape}")
+    return checks.poison(jnp.mod(_rotate(d, sites) + t, L).astype(jnp.int32), ok[..., None])
 
 
-def _source_sites(g: jax.Array, L: int) -> jax.Array:
-    """int32[L, L, 2]: for every target site s, the site ``g^-1 s`` it reads from."""
+def _source_sites(d: jax.Array, t: jax.Array, L: int) -> jax.Array:
+    """Unchecked: int32[L, L, 2], for every target site s the site ``g^-1 s`` it reads from (d int32[], t int32[2])."""
     grid = jnp.stack(jnp.meshgrid(jnp.arange(L), jnp.arange(L), indexing="ij"), axis=-1)
-    return act_on_sites(inverse(g, L), grid, L)
+    dinv, tinv = _inverse(d, t, L)
+    return jnp.mod(_rotate(dinv, grid) + tinv, L).astype(jnp.int32)
+
+
+def _move_sites(d: jax.Array, t: jax.Array, field: jax.Array) -> jax.Array:
+    """Unchecked ``(g . f)(s) = f(g^-1 s)`` for one element, field [L, L, ...]."""
+    src = _source_sites(d, t, field.shape[0])
+    return field[src[..., 0], src[..., 1]]
 
 
 def _check_square(field: jax.Array, axes: tuple[int, int], what: str) -> int:
@@ -177,15 +271,15 @@ def act_on_field(g: jax.Array, field: jax.Array) -> jax.Array:
     """Act on a scalar site field: ``(g . f)(s) = f(g^-1 s)``.
 
     Args:
-        g: int32[3] element ``[d, tx, ty]``.
+        g: int[3] element ``[d, tx, ty]``.
         field: [L, L, ...] values per site (channels are scalars: they do not move).
     Returns:
-        [L, L, ...], same dtype.
+        [L, L, ...], same dtype; NaN (integer fields: -1) if g is invalid (under ``jit``).
     """
     field = jnp.asarray(field)
-    L = _check_square(field, (0, 1), "act_on_field")
-    src = _source_sites(g, L)
-    return field[src[..., 0], src[..., 1]]
+    _check_square(field, (0, 1), "act_on_field")
+    d, t, ok = _split(g, "act_on_field", single=True)
+    return checks.poison(_move_sites(d, t, field), ok)
 
 
 def act_on_lifted(g: jax.Array, field: jax.Array) -> jax.Array:
@@ -195,19 +289,19 @@ def act_on_lifted(g: jax.Array, field: jax.Array) -> jax.Array:
   ``[D4_TABLE[d_g^-1, d'], g^-1 s]`` of the input.
 
     Args:
-        g: int32[3].
+        g: int[3].
         field: [8, L, L, ...].
     Returns:
-        [8, L, L, ...].
+        [8, L, L, ...]; NaN (integer fields: -1) if g is invalid (under ``jit``).
     """
     field = jnp.asarray(field)
     if field.ndim < 3 or field.shape[0] != 8:
         raise ValueError(f"act_on_lifted: expected a lifted field of shape (8, L, L, ...), got {field.shape}")
-    L = _check_square(field, (1, 2), "act_on_lifted")
-    d, _ = _split(g)
-    src = _source_sites(g, L)
+    _check_square(field, (1, 2), "act_on_lifted")
+    d, t, ok = _split(g, "act_on_lifted", single=True)
+    src = _source_sites(d, t, field.shape[1])
     src_d = jnp.asarray(D4_TABLE)[jnp.asarray(D4_INVERSE)[d], jnp.arange(8)]  # (8,)
-    return field[src_d[:, None, None], src[None, ..., 0], src[None, ..., 1]]
+    return checks.poison(field[src_d[:, None, None], src[None, ..., 0], src[None, ..., 1]], ok)
 
 
 def act_on_bonds(g: jax.Array, bonds: jax.Array) -> jax.Array:
@@ -217,15 +311,15 @@ def act_on_bonds(g: jax.Array, bonds: jax.Array) -> jax.Array:
   ``M_d e_k``: ``(g . J)[s, M_d e_k] = J[g^-1 s, k]``.
 
     Args:
-        g: int32[3].
-        bonds: [L, L, 4].
+        g: int[3].
+        bonds: [L, L, 4] (any array-like).
     Returns:
-        [L, L, 4].
+        [L, L, 4]; NaN (integer bonds: -1) if g is invalid (under ``jit``).
     """
+    bonds = jnp.asarray(bonds)
     if bonds.ndim != 3 or bonds.shape[-1] != 4:
         raise ValueError(f"act_on_bonds: expected bond channels of shape (L, L, 4), got {bonds.shape}")
-    moved = act_on_field(g, bonds)
-    d, _ = _split(g)
-    perm = jnp.asarray(D4_DIRECTION_PERM)[d]  # new direction of old channel k
-    inv_perm = jnp.argsort(perm)  # old channel feeding new channel k'
-    return moved[..., inv_perm]
+    _check_square(bonds, (0, 1), "act_on_bonds")
+    d, t, ok = _split(g, "act_on_bonds", single=True)
+    inv_perm = jnp.argsort(jnp.asarray(D4_DIRECTION_PERM)[d])  # old channel feeding new channel k'
+    return checks.poison(_move_sites(d, t, bonds)[..., inv_perm], ok)
