@@ -163,20 +163,12 @@ class MPNNEncoder(nn.Module):
 
 
 def _check_padded_batch(graph: graphs.GraphsTuple, n: int) -> None:
-    """On concrete arrays (eager calls; under jit the batcher's validation stands), raise for a
-    batch that is not a padded batch of simple graphs on ``n`` node slots: counts that do not
-    add up, indices out of range (which gathers would clamp silently), self-loops on real edges."""
+    """On concrete arrays (eager calls; under jit ``graphs.aggregate`` poisons an invalid batch),
+    raise for a batch that is not a padded batch (:func:`sympe_jax.graphs.validate_batch`) of
+    simple graphs on ``n`` node slots: no self-loop on a real edge."""
     if not checks.is_concrete(graph.senders, graph.receivers, graph.n_node, graph.n_edge):
         return
-    n_node, n_edge = np.asarray(graph.n_node), np.asarray(graph.n_edge)
-    if n_node.sum() != n:
-        raise ValueError(f"graph.n_node sums to {n_node.sum()} but there are {n} node slots")
-    senders, receivers = np.asarray(graph.senders), np.asarray(graph.receivers)
-    if n_edge.sum() != senders.shape[0]:
-        raise ValueError(f"graph.n_edge sums to {n_edge.sum()} but there are {senders.shape[0]} edges")
-    graphs.validate_edges(n, senders, receivers, allow_self_loops=True)   # the padding graph's edges loop
-    # jraph's padding rule, in NumPy (this may run inside a trace of other arrays): the first
-    # padding graph is the last one with nodes, and it holds every padding edge.
-    num_padding_graphs = int(np.argmin(n_node[::-1] == 0)) + 1
-    num_real = senders.shape[0] - int(n_edge[-num_padding_graphs])
-    graphs.validate_edges(n, senders[:num_real], receivers[:num_real])
+    graphs.validate_batch(graph._replace(nodes=np.zeros((n, 0), np.float32)))
+    real = np.asarray(graphs.edge_mask(graph._replace(nodes=np.zeros((n, 0), np.float32))))
+    senders, receivers = np.asarray(graph.senders)[real], np.asarray(graph.receivers)[real]
+    graphs.validate_edges(n, senders, receivers)
