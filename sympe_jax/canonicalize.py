@@ -45,9 +45,21 @@ DEFAULT_ATOL = 1e-5
 """Default tie tolerance: float32 sums of O(1) values over O(10^3) terms agree to about 1e-5."""
 
 
-def _check_atol(atol: float) -> None:
-    if not isinstance(atol, (int, float)) or not atol >= 0 or atol == float("inf"):
-        raise ValueError(f"atol must be a finite number >= 0, got {atol!r}")
+def _check_temperature(temperature: float) -> float:
+    """A relaxation temperature as a Python float: a finite number > 0 (see ``checks.check_tolerance``)."""
+    value = checks.check_tolerance(temperature, "temperature")
+    if value == 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return value
+
+
+def _guard_finite(out, scores: jax.Array, real: jax.Array, fn: str):
+    """``out``, unless a real score is NaN/Inf: then eagerly a ValueError naming the entry, under
+    tracing ``out`` poisoned (NaN / -1) and a checkify check."""
+    bad = real & ~jnp.isfinite(scores)
+    first = jnp.argmax(bad)
+    return checks.guard(~jnp.any(bad), out, fn + ": scores must be finite where the mask is True; entry {} is {}",
+                        first, scores[first])
 
 
 def tie_groups(scores: jax.Array, mask: jax.Array | None = None, *, atol: float = DEFAULT_ATOL) -> jax.Array:
@@ -72,25 +84,20 @@ def tie_groups(scores: jax.Array, mask: jax.Array | None = None, *, atol: float 
       atol: tolerance, >= 0.
     Returns:
       int32[n]: group index of every real node, increasing with the score (0 for the lowest);
-      masked-out nodes get ``n``.
+      masked-out nodes get ``n``. A NaN/Inf score of a real node is a ``ValueError`` eagerly;
+      under ``jit`` every entry is -1 (see :mod:`sympe_jax.checks`).
     """
     scores = checks.check_floating(scores, "scores", ndim=1)
     n = scores.shape[0]
     real = checks.check_mask(mask, (n,))
-    _check_atol(atol)
+    atol = checks.check_tolerance(atol, "atol")
     s = jnp.where(real, scores, jnp.inf)
     order = jnp.argsort(s, stable=True)
     s_sorted = s[order]
     new_group = jnp.diff(s_sorted) > atol
     group_sorted = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(new_group, dtype=jnp.int32)])
     group = jnp.zeros((n,), jnp.int32).at[order].set(group_sorted)
-    return jnp.where(real, group, n)
-
-
-def _check_finite_real(scores: jax.Array, real: jax.Array, fn: str) -> None:
-    bad = real & ~jnp.isfinite(scores)
-    checks.check_value(~jnp.any(bad), fn + ": scores of real nodes must be finite; node {} is {}",
-                       jnp.argmax(bad), scores[jnp.argmax(bad)])
+    return _guard_finite(jnp.where(real, group, n), scores, real, "tie_groups")
 
 
 def sort_permutation(key: jax.Array, scores: jax.Array, mask: jax.Array | None = None, *,
@@ -106,8 +113,9 @@ def sort_permutation(key: jax.Array, scores: jax.Array, mask: jax.Array | None =
       ranks int32[n], a permutation in the project's convention: ``ranks[i]`` is the position of
       node i. Real nodes take positions ``0..n_real-1``, lower scores first; within a tie group
       every ordering is equally likely (64-bit random sort keys, see
-      ``permutation.random_sort_keys``). Masked-out nodes take the last positions, in index
-      order.
+      ``permutation.random_sort_keys``; nodes whose keys collide keep index order). Masked-out
+      nodes take the last positions, in index order. NaN/Inf scores of real nodes: every rank
+      is -1 under ``jit``/``vmap`` (see :mod:`sympe_jax.checks`).
 
     Law: if the nodes (scores and mask) are permuted by ``h``, the ranks are permuted by ``h``
     in law (``ranks(h . x) ~ h . ranks(x)`` as node arrays), so ``v[ranks]`` is an equivariant
@@ -116,25 +124,26 @@ def sort_permutation(key: jax.Array, scores: jax.Array, mask: jax.Array | None =
 
     Raises:
       TypeError / ValueError: non-float scores, wrong shapes, a non-boolean mask, an empty
-      score array, NaN/Inf scores of real nodes (the latter under ``jit`` only through
-      :func:`sympe_jax.checks.checked`).
+      score array, a bad ``atol``, NaN/Inf scores of real nodes (the latter under ``jit`` only
+      through :func:`sympe_jax.checks.checked`).
     """
     scores = checks.check_floating(scores, "scores", ndim=1)
     n = scores.shape[0]
     if n == 0:
         raise ValueError("sort_permutation: empty graph (no scores)")
     real = checks.check_mask(mask, (n,))
-    _check_finite_real(scores, real, "sort_permutation")
-    _check_atol(atol)
+    atol = checks.check_tolerance(atol, "atol")
     idx = jnp.arange(n, dtype=jnp.int32)
     # Sort once by score (padding last, by index), group the sorted values as in tie_groups,
-    # then sort again by (group, 64-bit random key): uniform order inside every tie group.
+    # then sort again by (group, 64-bit random key, node index): uniform order inside every tie
+    # group (the index only orders the rare colliding keys).
     s_sorted, order = jax.lax.sort((jnp.where(real, scores, jnp.inf), idx), num_keys=1, is_stable=True)
     group = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(jnp.diff(s_sorted) > atol, dtype=jnp.int32)])
     primary = jnp.where(real[order], group, n + idx)  # padding: unique keys after every real group
     hi, lo = permutation.random_sort_keys(key, n)
-    *_, final = jax.lax.sort((primary, hi, lo, order), num_keys=3)
-    return jnp.zeros((n,), jnp.int32).at[final].set(idx)
+    *_, final = jax.lax.sort((primary, hi, lo, order), num_keys=4)
+    ranks = jnp.zeros((n,), jnp.int32).at[final].set(idx)
+    return _guard_finite(ranks, scores, real, "sort_permutation")
 
 
 def soft_ranks(scores: jax.Array, mask: jax.Array | None = None, *, temperature: float) -> jax.Array:
@@ -147,7 +156,8 @@ def soft_ranks(scores: jax.Array, mask: jax.Array | None = None, *, temperature:
     tied with others spread it over their group's positions.
     Masked-out nodes get zero rows. Permuting the nodes permutes the rows (the positions stay),
     so ``soft_ranks(s) @ v`` is an equivariant, differentiable stand-in for ``v[ranks]``, whose
-    gradient in the scores is not zero (see ``encodings.straight_through_sympe``).
+    gradient in the scores is not zero (see ``encodings.straight_through_sympe``). NaN/Inf
+    scores of real nodes: eagerly a ``ValueError``, under ``jit`` every entry NaN.
 
     Args:
       scores: float[n] per-node scores (finite for real nodes).
@@ -159,17 +169,15 @@ def soft_ranks(scores: jax.Array, mask: jax.Array | None = None, *, temperature:
     n = scores.shape[0]
     if n == 0:
         raise ValueError("soft_ranks: empty graph (no scores)")
-    if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    temperature = _check_temperature(temperature)
     real = checks.check_mask(mask, (n,))
-    _check_finite_real(scores, real, "soft_ranks")
     s = jnp.where(real, scores, 0.0)
     s_sorted = jnp.sort(jnp.where(real, s, jnp.inf))
     position_real = jnp.arange(n) < jnp.sum(real)
     diff = (s[:, None] - jnp.where(position_real, s_sorted, 0.0)[None, :]) / temperature
     logits = jnp.where(position_real[None, :], -jnp.square(diff), -jnp.inf)
     probs = jax.nn.softmax(jnp.where(real[:, None], logits, 0.0), axis=-1)
-    return jnp.where(real[:, None], probs, 0.0)
+    return _guard_finite(jnp.where(real[:, None], probs, 0.0), scores, real, "soft_ranks")
 
 
 def argmax_element(key: jax.Array, scores: jax.Array, mask: jax.Array | None = None, *,
@@ -185,7 +193,8 @@ def argmax_element(key: jax.Array, scores: jax.Array, mask: jax.Array | None = N
     Returns:
       int32[] flat index (for p4m: ``lattice.element_from_index(index, L)``). It is exactly
       uniform over the candidates (``jax.random.randint`` over their count). If every entry is
-      masked out the result is -1 (and eagerly a ValueError).
+      masked out, or a real score is NaN/Inf, the result is -1 under ``jit``/``vmap`` (eagerly a
+      ValueError; see :mod:`sympe_jax.checks`).
 
     Law: if the scores are a lifted map, ``S'(h) = S(g^-1 h)`` for an input moved by g, the
     sampled element moves to ``g h`` in law: an inversion-kernel sample when the candidates
@@ -195,10 +204,8 @@ def argmax_element(key: jax.Array, scores: jax.Array, mask: jax.Array | None = N
     if scores.size == 0:
         raise ValueError("argmax_element: empty score array")
     real = checks.check_mask(mask, scores.shape)
-    _check_atol(atol)
+    atol = checks.check_tolerance(atol, "atol")
     s, real = scores.reshape(-1), real.reshape(-1)
-    _check_finite_real(s, real, "argmax_element")
-    checks.check_value(jnp.any(real), "argmax_element: every entry is masked out")
     top = jnp.max(jnp.where(real, s, -jnp.inf))
     candidate = real & (s >= top - atol)
     # Pick the k-th candidate, k uniform in [0, count): count candidates per block of
@@ -213,4 +220,5 @@ def argmax_element(key: jax.Array, scores: jax.Array, mask: jax.Array | None = N
     b = jnp.argmax(cumulative > k)
     k_in = k - (cumulative[b] - per_block[b])
     index = (b * _BLOCK + jnp.argmax(jnp.cumsum(blocks[b], dtype=jnp.int32) > k_in)).astype(jnp.int32)
-    return jnp.where(count > 0, index, -1)
+    index = _guard_finite(index, s, real, "argmax_element")
+    return checks.guard(jnp.any(real), index, "argmax_element: every entry is masked out")

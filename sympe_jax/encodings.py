@@ -42,7 +42,7 @@ import jax.numpy as jnp
 
 from sympe_jax import canonicalize, checks
 from sympe_jax.features import invariant_node_scores, randomize_eigenvectors
-from sympe_jax.groups import lattice
+from sympe_jax.groups import lattice, permutation
 
 __all__ = [
     "Encoding",
@@ -134,11 +134,6 @@ def _check_width(features: int, name: str) -> None:
         raise ValueError(f"encoding {name!r} needs features >= 1, got {features!r}")
 
 
-def _check_scale(value: float, what: str) -> None:
-    if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
-
-
 # ----------------------------------------------------------------------------- graphs: registry
 
 GRAPH_ENCODINGS = ("none", "noise", "randperm", "laplacian", "sympe", "sympe_learned", "exact")
@@ -185,23 +180,25 @@ def graph_encoding(name: str, *, n_max: int = 0, features: int = 0, atol: float 
     """
     if name not in GRAPH_ENCODINGS:
         raise ValueError(f"unknown graph encoding {name!r}; choose from {GRAPH_ENCODINGS}")
-    canonicalize._check_atol(atol)
+    atol = checks.check_tolerance(atol, "atol")
     if name == "none":
         return Encoding(_no_params, _graph_apply(lambda key, params, adj, mask, scores, ranks:
                                                  jnp.zeros(mask.shape + (0,), jnp.float32), name), 0, random=False)
     _check_width(features, name)
     if name == "noise":
-        _check_scale(noise_scale, "noise_scale")
+        noise_scale = checks.check_tolerance(noise_scale, "noise_scale")
 
         def noise(key, params, adj, mask, scores, ranks):
             return gaussian_noise(key, mask.shape + (features,), mask, noise_scale)
         return Encoding(_no_params, _graph_apply(noise, name, batched=True), features)
     if name == "laplacian":
+        eigen_tol = checks.check_tolerance(eigen_tol, "eigen_tol")
+
         def eigenvectors(key, params, adj, mask, scores, ranks):
             return randomize_eigenvectors(key, adj, mask, features, eigen_tol)
         return Encoding(_no_params, _graph_apply(eigenvectors, name, needs_adjacency=True), features,
                         needs_adjacency=True)
-    _check_scale(init_scale, "init_scale")
+    init_scale = checks.check_tolerance(init_scale, "init_scale")
     if not isinstance(n_max, int) or n_max < 1:
         raise ValueError(f"encoding {name!r} needs n_max >= 1 (rows of its table), got {n_max!r}")
     init = _table((n_max, features), init_scale)
@@ -216,8 +213,7 @@ def graph_encoding(name: str, *, n_max: int = 0, features: int = 0, atol: float 
         def sympe(key, params, adj, mask, scores, ranks):
             return sample_graph_sympe(key, params["v"], scores, mask, atol=atol)
     else:
-        if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        temperature = canonicalize._check_temperature(temperature)
 
         def sympe(key, params, adj, mask, scores, ranks):
             return straight_through_sympe(key, params["v"], scores, mask, temperature=temperature, atol=atol)
@@ -301,10 +297,15 @@ def lattice_encoding(name: str, *, L: int, features: int = 0, atol: float = cano
         raise ValueError(f"unknown lattice encoding {name!r}; choose from {LATTICE_ENCODINGS}")
     if not isinstance(L, int) or L < 1:
         raise ValueError(f"L must be a positive int, got {L!r}")
-    canonicalize._check_atol(atol)
+    atol = checks.check_tolerance(atol, "atol")
     width = 0 if name == "none" else features
     if name != "none":
         _check_width(features, name)
+    if name in ("sympe", "position"):
+        init = _table((L, L, features), checks.check_tolerance(init_scale, "init_scale"))
+    else:
+        noise_scale = checks.check_tolerance(noise_scale, "noise_scale")
+        init = _no_params
 
     def apply(key: jax.Array, params: Params, x: jax.Array, *, scores: jax.Array | None = None) -> jax.Array:
         x = jnp.asarray(x)
@@ -325,12 +326,6 @@ def lattice_encoding(name: str, *, L: int, features: int = 0, atol: float = cano
                              f"got {jnp.shape(scores)}")
         return _per_item(lambda k, s: sample_lattice_sympe(k, v, s, atol=atol)[0], key, batch_shape, scores)
 
-    if name in ("sympe", "position"):
-        _check_scale(init_scale, "init_scale")
-        init = _table((L, L, features), init_scale)
-    else:
-        _check_scale(noise_scale, "noise_scale")
-        init = _no_params
     return Encoding(init, apply, width, random=name in ("noise", "sympe"), uses_scores=name == "sympe")
 
 
@@ -342,12 +337,14 @@ def graph_sympe(v: jax.Array, ranks: jax.Array, mask: jax.Array | None = None) -
 
     Args:
       v: float[n_max, d] learned table.
-      ranks: int[n] permutation (e.g. from ``sort_permutation``), real nodes ranked first.
+      ranks: int[n] permutation (e.g. from ``sort_permutation``) ranking the real nodes first:
+        the real nodes' ranks are ``0..n_real-1`` in some order, the padding's ``n_real..n-1``.
       mask: optional bool[n].
     Returns:
-      float[n, d]. A graph with more real nodes than ``n_max`` rows is an error: eagerly a
-      ``ValueError``; under ``jit`` the rows become NaN (and a checkify error under
-      :func:`sympe_jax.checks.checked`), never a silent wrap-around.
+      float[n, d]. Ranks that are not such a permutation (repeated, negative, out of range, a
+      padding node among the first ``n_real``) and a graph with more real nodes than
+      ``n_max`` rows are errors: eagerly a ``ValueError``; under ``jit`` every entry is NaN (and
+      a checkify error under :func:`sympe_jax.checks.checked`), never a silent wrap-around.
     """
     v = checks.check_floating(v, "v", ndim=2)
     ranks = jnp.asarray(ranks)
@@ -356,27 +353,23 @@ def graph_sympe(v: jax.Array, ranks: jax.Array, mask: jax.Array | None = None) -
     n, n_max = ranks.shape[0], v.shape[0]
     real = checks.check_mask(mask, (n,))
     n_real = jnp.sum(real)
-    fits = n_real <= n_max
-    checks.check_value(fits, "graph has {} nodes but the SymPE table has n_max = {} rows", n_real, jnp.asarray(n_max))
-    in_range = jnp.all(jnp.where(real, (ranks >= 0) & (ranks < n_real), True))
-    checks.check_value(in_range, "ranks of real nodes must lie in 0..n_real-1")
+    real_first = permutation.is_permutation(ranks) & jnp.all(jnp.where(real, ranks < n_real, ranks >= n_real))
     rows = v[jnp.clip(ranks, 0, n_max - 1)]
-    rows = jnp.where(fits & in_range, rows, jnp.nan)
-    return jnp.where(real[:, None], rows, 0.0)
+    out = jnp.where(real[:, None], rows, 0.0)
+    out = checks.guard(n_real <= n_max, out, "graph has {} nodes but the SymPE table has n_max = {} rows",
+                       n_real, jnp.asarray(n_max))
+    return checks.guard(real_first, out, "ranks must be a permutation of 0..n-1 giving the real nodes "
+                        "0..n_real-1 (n_real = {}) and the padding the last positions; got {}", n_real, ranks)
 
 
 def sample_graph_sympe(key: jax.Array, v: jax.Array, scores: jax.Array, mask: jax.Array | None = None, *,
                        atol: float = canonicalize.DEFAULT_ATOL) -> jax.Array:
     """SymPE for one graph: ``v[sort_permutation(key, scores, mask)]``. float[n, d].
 
-    NaN/Inf scores make the output NaN under ``jit`` (eagerly: ``ValueError``), so a training
-    loop that checks its loss stops instead of learning from garbage.
+    NaN/Inf scores make the output NaN under ``jit`` (the ranks are -1; eagerly: ``ValueError``),
+    so a training loop that checks its loss stops instead of learning from garbage.
     """
-    ranks = canonicalize.sort_permutation(key, scores, mask, atol=atol)
-    out = graph_sympe(v, ranks, mask)
-    real = checks.check_mask(mask, scores.shape)
-    bad = jnp.any(real & ~jnp.isfinite(scores))
-    return jnp.where(bad, jnp.nan, out)
+    return graph_sympe(v, canonicalize.sort_permutation(key, scores, mask, atol=atol), mask)
 
 
 def straight_through_sympe(key: jax.Array, v: jax.Array, scores: jax.Array, mask: jax.Array | None = None, *,
@@ -431,7 +424,11 @@ def lattice_sympe(g: jax.Array, v: jax.Array) -> jax.Array:
 
 def sample_lattice_sympe(key: jax.Array, v: jax.Array, scores: jax.Array, *,
                          atol: float = canonicalize.DEFAULT_ATOL) -> tuple[jax.Array, jax.Array]:
-    """Sample ``g~`` by uniform argmax of lifted scores (8, L, L) and return (``g~ . v``, ``g~``)."""
+    """Sample ``g~`` by uniform argmax of lifted scores (8, L, L) and return (``g~ . v``, ``g~``).
+
+    NaN/Inf scores: eagerly a ``ValueError``; under ``jit`` ``g~`` is ``[-1, -1, -1]`` and
+    ``g~ . v`` is NaN (see :mod:`sympe_jax.checks`).
+    """
     scores = checks.check_floating(scores, "scores", ndim=3)
     if scores.shape[0] != 8 or scores.shape[1] != scores.shape[2]:
         raise ValueError(f"lattice scores must be a lifted map of shape (8, L, L), got {scores.shape}")

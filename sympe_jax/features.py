@@ -15,7 +15,9 @@ and, for the Laplacian positional-encoding baseline, the eigenvectors themselves
 
 Every function takes one graph as a dense adjacency ``float[n, n]`` (symmetric, zero diagonal)
 and a node mask ``bool[n]``; padded rows/columns are ignored and their outputs are 0. Use
-``jax.vmap`` for batches.
+``jax.vmap`` for batches. An adjacency that is not that of a simple graph among the real nodes
+(a self-loop, a one-way edge, a NaN/Inf entry) is a ``ValueError`` eagerly; under ``jit``/``vmap``
+every floating output is NaN (see :mod:`sympe_jax.checks`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,14 @@ __all__ = [
 ]
 
 
-def _prepare(adj: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+def _prepare(adj: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(adjacency float[n, n] with padding rows/columns zeroed, real bool[n], ok bool[]).
+
+    ``ok`` is False for an adjacency that is not a simple graph's (the spectral features of a
+    graph with a self-loop or a one-way edge would silently be those of another graph): eagerly
+    a ``ValueError`` here; under tracing a checkify check, the returned adjacency is all zero
+    (a NaN never reaches ``eigh``) and the caller poisons its output with ``checks.poison(out, ok)``.
+    """
     adj = checks.check_floating(adj, "adjacency", ndim=2)
     n = adj.shape[0]
     if adj.shape != (n, n):
@@ -46,19 +55,32 @@ def _prepare(adj: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Arr
     real = checks.check_mask(mask, (n,))
     pair = real[:, None] & real[None, :]
     adj = jnp.where(pair, adj, 0.0)
-    # Eager calls raise; under jit these are checkify checks (the spectral features of a graph
-    # with a self-loop or a one-way edge would be silently those of another graph).
-    checks.check_value(jnp.all(jnp.isfinite(adj)), "adjacency has non-finite entries among the real nodes")
-    checks.check_value(jnp.all(jnp.diagonal(adj) == 0), "adjacency has a self-loop (nonzero diagonal entry); "
+    finite = jnp.all(jnp.isfinite(adj))
+    loop_free = jnp.all(jnp.diagonal(adj) == 0)
+    symmetric = jnp.all(adj == adj.T)
+    checks.check_value(finite, "adjacency has non-finite entries among the real nodes")
+    checks.check_value(loop_free, "adjacency has a self-loop (nonzero diagonal entry); "
                        "the spectral features are defined for simple graphs")
-    checks.check_value(jnp.all(adj == adj.T), "adjacency must be symmetric (an undirected graph)")
-    return adj, real
+    checks.check_value(symmetric, "adjacency must be symmetric (an undirected graph)")
+    ok = finite & loop_free & symmetric
+    return jnp.where(ok, adj, 0.0), real, ok
+
+
+def _eigh(adj: jax.Array, real: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:func:`laplacian_eigh` of an adjacency already through :func:`_prepare` (not poisoned)."""
+    n = adj.shape[0]
+    lap = jnp.diag(adj.sum(-1)) - adj
+    lap = lap + jnp.diag(jnp.where(real, 0.0, 2.0 * n + 1.0))
+    evals, evecs = jnp.linalg.eigh(lap)
+    evecs = jnp.where(real[:, None], evecs, 0.0)
+    valid = jnp.arange(n) < jnp.sum(real)
+    return evals, evecs, valid
 
 
 def laplacian(adj: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Combinatorial Laplacian ``L = D - A`` of the real nodes, float[n, n] (padding rows 0)."""
-    adj, _ = _prepare(adj, mask)
-    return jnp.diag(adj.sum(-1)) - adj
+    adj, _, ok = _prepare(adj, mask)
+    return checks.poison(jnp.diag(adj.sum(-1)) - adj, ok)
 
 
 def laplacian_eigh(adj: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -71,19 +93,18 @@ def laplacian_eigh(adj: jax.Array, mask: jax.Array | None = None) -> tuple[jax.A
       eigenvalues float[n] ascending, eigenvectors float[n, n] (columns; rows of padding
       nodes zero for real eigenpairs), and valid bool[n] (True for the n_real real eigenpairs).
     """
-    adj, real = _prepare(adj, mask)
-    n = adj.shape[0]
-    lap = jnp.diag(adj.sum(-1)) - adj
-    lap = lap + jnp.diag(jnp.where(real, 0.0, 2.0 * n + 1.0))
-    evals, evecs = jnp.linalg.eigh(lap)
-    evecs = jnp.where(real[:, None], evecs, 0.0)
-    valid = jnp.arange(n) < jnp.sum(real)
-    return evals, evecs, valid
+    adj, real, ok = _prepare(adj, mask)
+    return checks.poison(_eigh(adj, real), ok)
 
 
 def random_walk_return_probabilities(adj: jax.Array, mask: jax.Array | None = None, steps: int = 8) -> jax.Array:
     """``diag(P^k)`` for k = 1..steps, ``P = D^-1 A`` (isolated nodes: 0). float[n, steps]."""
-    adj, real = _prepare(adj, mask)
+    adj, real, ok = _prepare(adj, mask)
+    return checks.poison(_walk_diagonals(adj, real, steps), ok)
+
+
+def _walk_diagonals(adj: jax.Array, real: jax.Array, steps: int) -> jax.Array:
+    """:func:`random_walk_return_probabilities` of an adjacency already through :func:`_prepare`."""
     deg = adj.sum(-1, keepdims=True)
     p = jnp.where(deg > 0, adj / jnp.maximum(deg, 1e-12), 0.0)
 
@@ -98,9 +119,10 @@ def random_walk_return_probabilities(adj: jax.Array, mask: jax.Array | None = No
 def heat_kernel_diagonals(adj: jax.Array, mask: jax.Array | None = None,
                           times: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0)) -> jax.Array:
     """``diag(exp(-t L))`` for each t in ``times``. float[n, len(times)]."""
-    evals, evecs, valid = laplacian_eigh(adj, mask)
+    adj, real, ok = _prepare(adj, mask)
+    evals, evecs, valid = _eigh(adj, real)
     weights = jnp.where(valid[None, :], jnp.exp(-jnp.asarray(times)[:, None] * evals[None, :]), 0.0)
-    return (evecs ** 2) @ weights.T
+    return checks.poison((evecs ** 2) @ weights.T, ok)
 
 
 def _same_eigenspace(evals: jax.Array, valid: jax.Array, tol: float) -> jax.Array:
@@ -115,11 +137,13 @@ def eigenspace_projector_diagonals(adj: jax.Array, mask: jax.Array | None = None
     does not depend on the sign or basis returned by ``eigh``. Columns beyond the number of
     real nodes are 0. float[n, k].
     """
-    evals, evecs, valid = laplacian_eigh(adj, mask)
+    tol = checks.check_tolerance(tol, "tol")
+    adj, real, ok = _prepare(adj, mask)
+    evals, evecs, valid = _eigh(adj, real)
     same = _same_eigenspace(evals, valid, tol).astype(evecs.dtype)
     diags = (evecs ** 2) @ same  # [n, n]: column j sums u_l^2 over j's eigenspace
     diags = jnp.where(valid[None, :], diags, 0.0)
-    return _first_columns(diags, k)
+    return checks.poison(_first_columns(diags, k), ok)
 
 
 def _first_columns(x: jax.Array, k: int) -> jax.Array:
@@ -139,9 +163,10 @@ def laplacian_eigenvectors(adj: jax.Array, mask: jax.Array | None = None, k: int
     Use :func:`randomize_eigenvectors` for a version that is equivariant in law. Columns beyond
     the real eigenpairs are 0.
     """
-    _, evecs, valid = laplacian_eigh(adj, mask)
+    adj, real, ok = _prepare(adj, mask)
+    _, evecs, valid = _eigh(adj, real)
     evecs = jnp.where(valid[None, :], evecs, 0.0)
-    return _first_columns(evecs[:, 1:], k)
+    return checks.poison(_first_columns(evecs[:, 1:], k), ok)
 
 
 def randomize_eigenvectors(key: jax.Array, adj: jax.Array, mask: jax.Array | None = None, k: int = 8,
@@ -153,7 +178,9 @@ def randomize_eigenvectors(key: jax.Array, adj: jax.Array, mask: jax.Array | Non
     ``eigh``: permuting the graph permutes the law of the rows. Dropping the trivial first
     eigenvector follows :func:`laplacian_eigenvectors`.
     """
-    evals, evecs, valid = laplacian_eigh(adj, mask)
+    tol = checks.check_tolerance(tol, "tol")
+    adj, real, ok = _prepare(adj, mask)
+    evals, evecs, valid = _eigh(adj, real)
     n = evals.shape[0]
     same = _same_eigenspace(evals, valid, tol) | (jnp.eye(n, dtype=bool) & ~valid[:, None])
     # Eigenvalues are sorted, so eigenspaces are contiguous blocks: the QR factor of a
@@ -162,7 +189,7 @@ def randomize_eigenvectors(key: jax.Array, adj: jax.Array, mask: jax.Array | Non
     q, r = jnp.linalg.qr(gauss)
     q = q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0)[None, :]
     rotated = jnp.where(valid[None, :], evecs @ q, 0.0)
-    return _first_columns(rotated[:, 1:], k)
+    return checks.poison(_first_columns(rotated[:, 1:], k), ok)
 
 
 def structural_node_features(adj: jax.Array, mask: jax.Array | None = None, steps: int = 8) -> jax.Array:
@@ -172,10 +199,10 @@ def structural_node_features(adj: jax.Array, mask: jax.Array | None = None, step
     structural information the score is made of, through a path that carries gradient (the
     sorted ranks carry none). Padded nodes get 0.
     """
-    adj, real = _prepare(adj, mask)
-    rw = random_walk_return_probabilities(adj, real, steps)
+    adj, real, ok = _prepare(adj, mask)
+    rw = _walk_diagonals(adj, real, steps)
     deg = jnp.where(real, adj.sum(-1), 0.0)
-    return jnp.concatenate([rw, deg[:, None]], axis=-1)
+    return checks.poison(jnp.concatenate([rw, deg[:, None]], axis=-1), ok)
 
 
 def invariant_node_scores(adj: jax.Array, mask: jax.Array | None = None, steps: int = 8) -> jax.Array:

@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sympe_jax import checks
+
 __all__ = [
     "assert_equivariant",
     "assert_equivariant_in_law",
@@ -48,9 +50,11 @@ def assert_equivariant(fn: Callable[..., Any], key: jax.Array, x: Any, *,
       x: input pytree.
       sample_element: ``key -> g``.
       act_in, act_out: ``(g, value) -> g . value`` on inputs and outputs (pytrees allowed).
+      atol, rtol: tolerances of the comparison (``np.allclose``), finite numbers >= 0.
     Raises:
       AssertionError naming the element and the largest deviation.
     """
+    atol, rtol = checks.check_tolerance(atol, "atol"), checks.check_tolerance(rtol, "rtol")
     out = fn(x)
     for i, k in enumerate(jax.random.split(key, num_elements)):
         g = sample_element(k)

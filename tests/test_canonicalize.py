@@ -247,3 +247,166 @@ def test_argmax_uniform_across_blocks_of_a_long_score_vector():
     idx = np.asarray(jax.jit(jax.vmap(lambda k: sp.argmax_element(k, scores)))(keys))
     assert set(idx) == set(cand)
     assert _chi2_uniform([np.sum(idx == c) for c in cand]) > 1e-3
+
+
+# ----------------------------------------------------------------------------- invalid values poison outputs
+
+
+def _traced(kind, fn, batch, *shared):
+    """``fn(*shared, x)`` for every row x of ``batch``: one ``jax.jit`` call per row, or one eager ``jax.vmap``."""
+    if kind == "jit":
+        jitted = jax.jit(fn)
+        return jax.tree.map(lambda *rows: np.stack(rows), *[jitted(*shared, x) for x in batch])
+    return jax.tree.map(np.asarray, jax.vmap(lambda x: fn(*shared, x))(batch))
+
+
+@pytest.mark.parametrize("kind", ["jit", "eager_vmap"])
+def test_non_finite_scores_poison_ranks_groups_soft_ranks_and_argmax(kind):
+    """Bug: NaN/Inf scores under jit or eager vmap gave a valid-looking permutation (and NaN joined a tie group)."""
+    mask = jnp.array([True, True, True, True, False])
+    bad = [[0.5, 0.0, x, 0.0, 2.0] for x in (np.nan, np.inf, -np.inf)]
+    good = [[0.5, 0.0, 0.25, 0.0, x] for x in (np.nan, np.inf, -np.inf)]    # masked out: ignored
+
+    def all_four(k, s):
+        return (sp.sort_permutation(k, s, mask), sp.tie_groups(s, mask), sp.soft_ranks(s, mask, temperature=0.1),
+                sp.argmax_element(k, s, mask))
+
+    ranks, groups, soft, index = _traced(kind, all_four, jnp.array(bad + good), jax.random.key(0))
+    np.testing.assert_array_equal(ranks[:3], -1)
+    np.testing.assert_array_equal(groups[:3], -1)
+    assert np.all(np.isnan(soft[:3]))
+    np.testing.assert_array_equal(index[:3], -1)
+    assert all(bool(permutation.is_permutation(r)) and r[0] == 3 and r[2] == 2 for r in ranks[3:])
+    np.testing.assert_array_equal(groups[3:], np.tile([2, 0, 1, 0, 5], (3, 1)))
+    assert np.all(np.isfinite(soft[3:]))
+    np.testing.assert_array_equal(index[3:], 0)
+
+
+def test_non_finite_scores_raise_eagerly_and_under_checked():
+    """Bug: tie_groups accepted NaN/Inf scores eagerly and under sp.checked."""
+    k = jax.random.key(0)
+    scores = jnp.array([0.0, jnp.inf, 1.0])
+    for fn in (lambda s: sp.tie_groups(s), lambda s: sp.sort_permutation(k, s), lambda s: sp.argmax_element(k, s),
+               lambda s: sp.soft_ranks(s, temperature=0.1)):
+        with pytest.raises(ValueError, match="finite.*entry 1 is inf"):
+            fn(scores)
+    with pytest.raises(ValueError, match="tie_groups: scores must be finite"):
+        sp.checked(jax.jit(lambda s: sp.tie_groups(s)))(scores)
+
+
+def test_argmax_with_every_entry_masked_poisons_the_lattice_element_and_encoding():
+    """Bug: an all-masked (or NaN) argmax became element [-1, L-1, L-1], a valid reflection, and a finite encoding."""
+    L = 3
+
+    def sample(m):
+        index = sp.argmax_element(jax.random.key(0), jnp.zeros((8, L, L)), m)
+        g = lattice.element_from_index(index, L)
+        return index, g, sp.encodings.lattice_sympe(g, jnp.ones((L, L, 2)))
+
+    index, g, out = _traced("jit", sample, jnp.zeros((1, 8, L, L), bool))
+    np.testing.assert_array_equal(index, -1)
+    np.testing.assert_array_equal(g, -1)
+    assert np.all(np.isnan(out))
+    with pytest.raises(ValueError, match="masked out"):
+        sp.checked(jax.jit(sample))(jnp.zeros((8, L, L), bool))
+
+
+# ----------------------------------------------------------------------------- tolerances
+
+
+@pytest.mark.parametrize("atol", [np.float32(1e-5), np.float64(1e-5), jnp.asarray(1e-5), np.asarray(1e-5), 0, 1e-5])
+def test_atol_accepts_any_real_scalar(atol):
+    """Bug: np.float32 and 0-d arrays were rejected ("must be a finite number")."""
+    k = jax.random.key(0)
+    scores = jnp.array([0.0, 3e-6, 1.0])
+    expected = [0, 0, 1] if float(atol) > 0 else [0, 1, 2]
+    np.testing.assert_array_equal(sp.tie_groups(scores, atol=atol), expected)
+    assert bool(permutation.is_permutation(sp.sort_permutation(k, scores, atol=atol)))
+    assert int(sp.argmax_element(k, scores, atol=atol)) == 2
+
+
+@pytest.mark.parametrize("fn", ["tie_groups", "sort_permutation", "argmax_element"])
+def test_atol_rejects_bools_non_numbers_and_bad_values(fn):
+    """Bug: atol=True was taken as 1.0 (every score within 1 tied)."""
+    call = {"tie_groups": lambda a: sp.tie_groups(jnp.zeros(3), atol=a),
+            "sort_permutation": lambda a: sp.sort_permutation(jax.random.key(0), jnp.zeros(3), atol=a),
+            "argmax_element": lambda a: sp.argmax_element(jax.random.key(0), jnp.zeros(3), atol=a)}[fn]
+    for bad, error in [(True, TypeError), (np.bool_(False), TypeError), ("1e-5", TypeError), (jnp.ones(2), TypeError),
+                       (-1e-5, ValueError), (np.inf, ValueError), (np.nan, ValueError)]:
+        with pytest.raises(error, match="atol"):
+            call(bad)
+
+
+def test_temperature_accepts_numpy_scalars_and_rejects_bools_and_zero():
+    scores = jnp.array([0.0, 1.0])
+    np.testing.assert_allclose(sp.soft_ranks(scores, temperature=np.float32(0.1)), sp.soft_ranks(scores, temperature=0.1))
+    for bad, error in [(True, TypeError), (0.0, ValueError), (-1.0, ValueError), (np.inf, ValueError)]:
+        with pytest.raises(error, match="temperature"):
+            sp.soft_ranks(scores, temperature=bad)
+
+
+# ----------------------------------------------------------------------------- exact ties at atol = 0
+
+_N_KEYS = 2000
+_BINOMIAL_BOUND = 5 * np.sqrt(_N_KEYS / 4)  # 5 standard deviations of Binomial(2000, 1/2)
+
+
+def test_exact_ties_with_atol_zero_are_broken_uniformly():
+    """Bug: a group boundary `diff >= atol` splits exact ties at atol = 0 (index order: not equivariant)."""
+    ranks = _sample_ranks(jnp.array([0.0, 0.0, 1.0]), n=_N_KEYS, atol=0)
+    np.testing.assert_array_equal(ranks[:, 2], 2)
+    first = np.sum(ranks[:, 0] < ranks[:, 1])                    # node 0 before node 1
+    assert abs(first - _N_KEYS / 2) < _BINOMIAL_BOUND, first
+    np.testing.assert_array_equal(sp.tie_groups(jnp.array([0.0, 0.0, 1.0]), atol=0), [0, 0, 1])
+    np.testing.assert_array_equal(sp.tie_groups(jnp.array([1.0, 0.0, 1.0, 1.0 + 1e-7]), atol=0.0), [1, 0, 1, 2])
+
+
+def test_exact_ties_at_the_maximum_with_atol_zero_are_both_chosen_uniformly():
+    """Bug: a candidate test `score > max - atol` chooses nothing at atol = 0 (and index order if written as a boundary)."""
+    keys = jax.random.split(jax.random.key(1), _N_KEYS)
+    idx = np.asarray(jax.jit(jax.vmap(lambda k: sp.argmax_element(k, jnp.array([1.0, 1.0, 0.0]), atol=0)))(keys))
+    assert set(idx.tolist()) == {0, 1}
+    assert abs(np.sum(idx == 0) - _N_KEYS / 2) < _BINOMIAL_BOUND
+
+
+# ----------------------------------------------------------------------------- the random sort keys
+
+
+def test_all_tied_ranks_do_not_correlate_with_node_index():
+    """Bug: short random sort keys (e.g. 8 bits) leave colliding nodes in index order: a rank-index correlation.
+
+    With b random bits, consecutive nodes i, i + 1 of one tie group collide with probability
+    2^-b and are then ranked in index order, so they are in index order with probability
+    1/2 + 2^-(b+1). For uniform permutations of n the number of such ascents is exactly
+    Eulerian: mean (n - 1) / 2, variance (n + 1) / 12. Over 6000 x 255 pairs an 8-bit key
+    shifts it by about 8 standard deviations; 64 bits by 1e-17.
+    """
+    n, num = 256, 6000
+    ranks = _sample_ranks(jnp.zeros(n), n=num, seed=5)
+    ascents = np.sum(np.diff(ranks, axis=1) > 0)
+    z = (ascents - num * (n - 1) / 2) / np.sqrt(num * (n + 1) / 12)
+    assert abs(z) < 4, f"rank-index correlation: ascent z-score {z:.1f}"
+
+
+def test_both_words_of_the_random_sort_key_decide_ties(monkeypatch):
+    """Bug: tie-breaking that reads fewer than both 32-bit words (e.g. 8 random bits, the rest index order)."""
+    real_keys = permutation.random_sort_keys
+    hi, lo = real_keys(jax.random.key(0), 4096)
+    for word in (hi, lo):                                        # 32 random bits in each word
+        assert word.dtype == jnp.uint32
+        ones = (np.asarray(word)[:, None] >> np.arange(32, dtype=np.uint32)) & 1
+        assert np.all(np.abs(ones.mean(0) - 0.5) < 0.05)
+    zeros = jnp.zeros(3)
+
+    def law(make_keys):
+        monkeypatch.setattr(permutation, "random_sort_keys", make_keys)
+        return collections.Counter(map(tuple, _sample_ranks(zeros, n=1200, seed=2)))
+
+    const = lambda n: jnp.zeros((n,), jnp.uint32)
+    for keys in (lambda k, n: (const(n), real_keys(k, n)[1]),    # only the low word is random
+                 lambda k, n: (real_keys(k, n)[0], const(n))):   # only the high word is random
+        counts = law(keys)
+        assert len(counts) == 6 and _chi2_uniform(list(counts.values())) > 1e-3
+    # (hi, lo) sorted lexicographically, hi first; equal keys fall back to index order
+    assert law(lambda k, n: (jnp.array([1, 0, 0], jnp.uint32), jnp.array([0, 2, 1], jnp.uint32))) == {(2, 1, 0): 1200}
+    assert law(lambda k, n: (const(n), const(n))) == {(0, 1, 2): 1200}

@@ -8,6 +8,8 @@ import pytest
 
 import sympe_jax as sp
 from sympe_jax import encodings as E
+from sympe_jax import graphs
+from sympe_jax import jraph as spj
 from sympe_jax.groups import lattice, permutation
 from sympe_jax.testing import assert_equivariant_in_law
 
@@ -209,3 +211,123 @@ def test_given_scores_replace_the_default_and_need_no_adjacency():
     # the default score ties every node of a cycle: another key, another ordering
     a = enc.apply(jax.random.key(1), params, _BATCH_ADJ, _BATCH_MASK)
     assert not np.allclose(a, expected)
+
+
+# ----------------------------------------------------------------------------- invalid values poison outputs
+
+
+def test_lattice_sympe_with_non_finite_scores_is_nan_under_jit():
+    """Bug: NaN/Inf lifted scores gave element [-1, L-1, L-1] (a valid reflection) or a finite argmax: a finite encoding."""
+    L = 3
+    enc = E.lattice_encoding("sympe", L=L, features=2)
+    params = enc.init(jax.random.key(0))
+    x = jnp.ones((2, L, L, 1))
+    apply = jax.jit(lambda k, s: enc.apply(k, params, x, scores=s))
+    sample = jax.jit(lambda k, s: E.sample_lattice_sympe(k, params["v"], s))
+    for bad in (np.nan, np.inf):
+        scores = jnp.zeros((2, 8, L, L)).at[0, 5, 1, 2].set(bad)          # item 0 invalid, item 1 valid
+        out = np.asarray(apply(jax.random.key(1), scores))
+        assert np.all(np.isnan(out[0])) and np.all(np.isfinite(out[1]))
+        pe, g = sample(jax.random.key(1), scores[0])
+        assert np.all(np.isnan(pe))
+        np.testing.assert_array_equal(g, -1)
+        with pytest.raises(ValueError, match="finite"):
+            E.sample_lattice_sympe(jax.random.key(1), params["v"], scores[0])
+
+
+def test_ranks_must_be_a_permutation_ranking_the_real_nodes_first():
+    """Bug: repeated ranks [0, 0, 0, 0] gave every node v[0]; a padding node could take a real node's row."""
+    v = jnp.arange(10.0).reshape(5, 2)
+    mask = jnp.array([True, True, True, False])
+    run = jax.jit(E.graph_sympe)
+    for ranks in ([0, 0, 0, 3], [0, 0, 0, 0], [0, 1, 2, 9], [-1, 1, 2, 3], [0, 1, 3, 2], [0, 1, 2, 2], [1, 2, 0, 0]):
+        ranks = jnp.array(ranks)
+        with pytest.raises(ValueError, match="permutation of 0..n-1 giving the real nodes 0..n_real-1"):
+            E.graph_sympe(v, ranks, mask)
+        assert np.all(np.isnan(run(v, ranks, mask))), ranks
+    np.testing.assert_array_equal(run(v, jnp.array([2, 0, 1, 3]), mask), [[4, 5], [0, 1], [2, 3], [0, 0]])
+    mask_anywhere = jnp.array([True, False, True, True])
+    np.testing.assert_array_equal(run(v, jnp.array([0, 3, 2, 1]), mask_anywhere), [[0, 1], [0, 0], [4, 5], [2, 3]])
+    # through the registry ("exact": ranks supplied by the caller), under jit and through sp.checked
+    enc = E.graph_encoding("exact", n_max=8, features=2)
+    params = enc.init(jax.random.key(0))
+    ranks = jnp.stack([jnp.arange(8), jnp.zeros(8, int)]).astype(jnp.int32)
+    apply = jax.jit(lambda r: enc.apply(jax.random.key(0), params, None, jnp.asarray(_BATCH_MASK), ranks=r))
+    out = np.asarray(apply(ranks))
+    assert np.all(np.isfinite(out[0])) and np.all(np.isnan(out[1]))
+    with pytest.raises(ValueError, match="permutation"):
+        sp.checked(apply)(ranks)
+
+
+def _bad_adjacencies():
+    """float[4, 8, 8] C6 plus padding: a self-loop, a one-way edge, a NaN entry, and the valid graph."""
+    adj = _BATCH_ADJ[0]
+    loop, one_way, nan = adj.copy(), adj.copy(), adj.copy()
+    loop[2, 2] = 1.0
+    one_way[0, 1] = 0.0
+    nan[1, 4] = nan[4, 1] = np.nan
+    return jnp.asarray(np.stack([loop, one_way, nan, adj])), jnp.asarray(np.stack([_BATCH_MASK[0]] * 4))
+
+
+@pytest.mark.parametrize("kind", ["jit", "eager_vmap"])
+@pytest.mark.parametrize("name", ["laplacian", "sympe", "sympe_learned"])
+def test_encodings_of_a_non_simple_adjacency_are_nan(name, kind):
+    """Bug: a self-loop, one-way or NaN adjacency under jit/vmap gave the finite encoding of another graph."""
+    enc = E.graph_encoding(name, n_max=8, features=3)
+    params = enc.init(jax.random.key(0))
+    apply = lambda k, a, m: enc.apply(k, params, a, m)        # batched apply: a vmap over the graphs
+    out = np.asarray((jax.jit(apply) if kind == "jit" else apply)(jax.random.key(1), *_bad_adjacencies()))
+    assert np.all(np.isnan(out[:3]))
+    assert np.all(np.isfinite(out[3]))
+
+
+# ----------------------------------------------------------------------------- tolerances
+
+
+def test_registry_tolerances_accept_numpy_scalars_and_reject_bools():
+    """Bug: np.float32 tolerances and 0-d arrays were rejected ("must be a finite number"); True was taken as 1.0."""
+    f32, key = np.float32, jax.random.key(1)
+    for name, kw in [("sympe", {"atol": f32(1e-5), "init_scale": f32(0.5)}), ("noise", {"noise_scale": f32(2.0)}),
+                     ("sympe_learned", {"temperature": f32(0.1), "atol": jnp.asarray(1e-5)}),
+                     ("laplacian", {"eigen_tol": np.asarray(1e-4)})]:
+        enc = E.graph_encoding(name, n_max=8, features=3, **kw)
+        plain = E.graph_encoding(name, n_max=8, features=3, **{k: float(v) for k, v in kw.items()})
+        np.testing.assert_array_equal(_apply(enc, key, _BATCH_ADJ, _BATCH_MASK), _apply(plain, key, _BATCH_ADJ, _BATCH_MASK))
+        for arg in kw:
+            with pytest.raises(TypeError, match=arg):
+                E.graph_encoding(name, n_max=8, features=3, **{arg: True})
+    for name, kw in [("sympe", {"atol": np.asarray(0.0), "init_scale": f32(1.0)}), ("noise", {"noise_scale": f32(2.0)})]:
+        enc = E.lattice_encoding(name, L=3, features=2, **kw)
+        plain = E.lattice_encoding(name, L=3, features=2, **{k: float(v) for k, v in kw.items()})
+        x = jnp.ones((3, 3, 1))
+        np.testing.assert_array_equal(enc.apply(key, enc.init(key), x), plain.apply(key, plain.init(key), x))
+        for arg in kw:
+            with pytest.raises(TypeError, match=arg):
+                E.lattice_encoding(name, L=3, features=2, **{arg: True})
+
+
+# ----------------------------------------------------------------------------- randomness per item
+
+
+def _two_identical_graphs():
+    gs = [graphs.from_adjacency(_BATCH_ADJ[0, :6, :6]) for _ in range(2)]
+    return graphs.pad(graphs.batch(gs), 16, 40, 3)
+
+
+@pytest.mark.parametrize("name", ["noise", "randperm", "laplacian", "sympe", "sympe_learned"])
+def test_jraph_encode_gives_two_identical_graphs_two_independent_samples(name):
+    """Bug: randomness drawn once per batch and broadcast to every graph (identical graphs, identical channels)."""
+    enc = E.graph_encoding(name, n_max=8, features=3)
+    graph = _two_identical_graphs()
+    out = np.asarray(jax.jit(lambda k: spj.encode(enc, k, enc.init(jax.random.key(7)), graph, n_max=8))(jax.random.key(1)))
+    assert np.all(np.isfinite(out[:12])) and not np.allclose(out[:6], out[6:12])
+    np.testing.assert_array_equal(out[12:], 0)
+
+
+@pytest.mark.parametrize("name", ["noise", "sympe"])
+def test_batch_of_two_identical_lattices_gets_two_independent_samples(name):
+    """Bug: randomness drawn once per batch and broadcast to every lattice."""
+    enc = E.lattice_encoding(name, L=4, features=2)
+    x = jnp.ones((2, 4, 4, 1))
+    out = np.asarray(jax.jit(lambda k: enc.apply(k, enc.init(jax.random.key(7)), x))(jax.random.key(1)))
+    assert out.shape == (2, 4, 4, 2) and not np.allclose(out[0], out[1])

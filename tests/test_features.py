@@ -6,6 +6,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+import sympe_jax as sp
 from sympe_jax import canonicalize, features
 from sympe_jax.exact import automorphisms
 from sympe_jax.groups import permutation
@@ -105,9 +106,64 @@ def test_bad_adjacency_is_named(fn):
     loop[1, 1] = 1.0
     one_way[0, 1] = 0.0
     nan[2, 3] = nan[3, 2] = np.nan
+    checked = sp.checked(jax.jit(fn))
     for bad, match in [(loop, "self-loop"), (one_way, "symmetric"), (nan, "non-finite")]:
         with pytest.raises(ValueError, match=match):
             fn(bad, mask)
+        with pytest.raises(ValueError, match=match):
+            checked(bad, mask)
     padded = adj.copy()
     padded[4, 4] = padded[4, 0] = np.nan                 # padding rows are never read
     fn(padded, mask)
+
+
+ALL_FEATURES = {
+    "laplacian": features.laplacian,
+    "laplacian_eigh": features.laplacian_eigh,
+    "random_walk_return_probabilities": features.random_walk_return_probabilities,
+    "heat_kernel_diagonals": features.heat_kernel_diagonals,
+    "eigenspace_projector_diagonals": features.eigenspace_projector_diagonals,
+    "laplacian_eigenvectors": lambda a, m: features.laplacian_eigenvectors(a, m, k=3),
+    "randomize_eigenvectors": lambda a, m: features.randomize_eigenvectors(jax.random.key(0), a, m, k=3),
+    "invariant_node_scores": features.invariant_node_scores,
+    "structural_node_features": features.structural_node_features,
+}
+
+
+@pytest.mark.parametrize("kind", ["jit", "eager_vmap"])
+def test_a_non_simple_adjacency_poisons_every_feature(kind):
+    """Bug: a self-loop, a one-way edge or a NaN entry under jit/vmap gave finite features (of another graph)."""
+    adj, mask = _adj(nx.path_graph(4), n_pad=1)
+    adj = np.asarray(adj)
+    loop, one_way, nan = adj.copy(), adj.copy(), adj.copy()
+    loop[1, 1] = 1.0
+    one_way[0, 1] = 0.0
+    nan[2, 3] = nan[3, 2] = np.nan
+    batch, masks = jnp.asarray(np.stack([loop, one_way, nan, adj])), jnp.stack([mask] * 4)
+
+    def all_features(a, m):
+        return {name: fn(a, m) for name, fn in ALL_FEATURES.items()}
+
+    if kind == "jit":
+        run = jax.jit(all_features)
+        out = jax.tree.map(lambda *rows: np.stack(rows), *[run(a, m) for a, m in zip(batch, masks)])
+    else:
+        out = jax.vmap(all_features)(batch, masks)
+    for name, value in out.items():
+        for leaf in jax.tree.leaves(value):
+            if np.issubdtype(leaf.dtype, np.floating):
+                assert np.all(np.isnan(leaf[:3])), name
+                assert np.all(np.isfinite(leaf[3])), name
+
+
+def test_eigen_tolerance_accepts_numpy_scalars_and_rejects_bools():
+    """Bug: tolerances given as np.float32 were rejected while True passed as 1.0."""
+    adj, mask = _adj(nx.cycle_graph(6))
+    np.testing.assert_array_equal(features.eigenspace_projector_diagonals(adj, mask, tol=np.float32(1e-4)),
+                                  features.eigenspace_projector_diagonals(adj, mask, tol=1e-4))
+    for fn in (features.eigenspace_projector_diagonals,
+               lambda a, m, tol: features.randomize_eigenvectors(jax.random.key(0), a, m, tol=tol)):
+        with pytest.raises(TypeError, match="tol"):
+            fn(adj, mask, tol=True)
+        with pytest.raises(ValueError, match="tol"):
+            fn(adj, mask, tol=-1.0)

@@ -83,3 +83,72 @@ def test_lattice_encoding_batches_without_vmap():
     pos = spf.LatticeEncoding("position", features=2)
     p = pos.init(RNGS, x)
     np.testing.assert_array_equal(pos.apply(p, x)[1], p["params"]["v"])       # no key needed: deterministic
+
+
+# ----------------------------------------------------------------------------- invalid values poison outputs
+
+
+def test_lattice_encoding_with_non_finite_scores_is_nan_under_jit():
+    """Bug: NaN lifted scores gave element [-1, L-1, L-1] (a valid reflection): a finite encoding under jit."""
+    x = jnp.ones((2, 4, 4, 1))
+    module = spf.LatticeEncoding("sympe", features=2)
+    params = module.init(RNGS, x)
+    run = jax.jit(lambda s: module.apply(params, x, s, rngs={"sympe": jax.random.key(2)}))
+    for bad in (np.nan, np.inf):
+        out = np.asarray(run(jnp.zeros((2, 8, 4, 4)).at[1, 3, 0, 1].set(bad)))
+        assert np.all(np.isfinite(out[0])) and np.all(np.isnan(out[1]))
+
+
+def test_graph_encoding_of_a_graph_with_a_self_loop_or_a_one_way_edge_is_nan_under_jit():
+    """Bug: a self-loop or a one-way edge gave the finite default score, hence a finite SymPE, under jit."""
+    cycle = nx.to_numpy_array(nx.cycle_graph(6), dtype=np.float32)
+    loop, one_way = cycle.copy(), cycle.copy()
+    loop[2, 2] = 1.0
+    one_way[0, 1] = 0.0
+    bad_batches = [graphs.pad(graphs.batch([graphs.from_adjacency(bad, allow_self_loops=True),
+                                            graphs.from_adjacency(cycle)]), 16, 40, 3) for bad in (loop, one_way)]
+    for name in ("sympe", "sympe_learned"):                  # the default score, and the learned scorer's inputs
+        module = spf.GraphEncoding(name, n_max=8, features=2)
+        params = module.init(RNGS, _batch())
+        run = jax.jit(lambda p, g: module.apply(p, g, rngs={"sympe": jax.random.key(2)}))
+        for graph in bad_batches:
+            out = np.asarray(run(params, graph))
+            assert np.all(np.isnan(out[:6])) and np.all(np.isfinite(out[6:12])), name
+
+
+# ----------------------------------------------------------------------------- tolerances
+
+
+def test_module_tolerances_accept_numpy_scalars_and_reject_bools():
+    """Bug: np.float32(1e-5) as atol was rejected with a misleading message; True was taken as 1.0."""
+    graph = _batch()
+    module = spf.GraphEncoding("sympe", n_max=8, features=2, atol=np.float32(1e-5), init_scale=np.float32(0.5))
+    params = module.init(RNGS, graph)
+    plain = spf.GraphEncoding("sympe", n_max=8, features=2, atol=1e-5, init_scale=0.5)
+    np.testing.assert_array_equal(module.apply(params, graph, rngs={"sympe": jax.random.key(2)}),
+                                  plain.apply(params, graph, rngs={"sympe": jax.random.key(2)}))
+    with pytest.raises(TypeError, match="atol"):
+        spf.GraphEncoding("sympe", n_max=8, features=2, atol=True).init(RNGS, graph)
+    with pytest.raises(TypeError, match="noise_scale"):
+        spf.LatticeEncoding("noise", features=2, noise_scale=True).init(RNGS, jnp.ones((4, 4, 1)))
+
+
+# ----------------------------------------------------------------------------- randomness per item
+
+
+@pytest.mark.parametrize("name", ["noise", "randperm", "laplacian", "sympe", "sympe_learned"])
+def test_graph_encoding_gives_two_identical_graphs_two_independent_samples(name):
+    """Bug: randomness drawn once per batch and broadcast to every graph of a GraphsTuple."""
+    graph = _batch()                                          # two identical C_6
+    module = spf.GraphEncoding(name, n_max=8, features=3)
+    params = module.init(RNGS, graph)
+    out = np.asarray(jax.jit(lambda k: module.apply(params, graph, rngs={"sympe": k}))(jax.random.key(2)))
+    assert np.all(np.isfinite(out[:12])) and not np.allclose(out[:6], out[6:12])
+
+
+def test_lattice_noise_gives_two_identical_lattices_two_independent_samples():
+    """Bug: lattice noise channels drawn once and broadcast to every lattice of the batch."""
+    x = jnp.ones((2, 4, 4, 5))
+    module = spf.LatticeEncoding("noise", features=2)
+    out = np.asarray(module.apply(module.init(RNGS, x), x, rngs={"sympe": jax.random.key(2)}))
+    assert out.shape == (2, 4, 4, 2) and not np.allclose(out[0], out[1])

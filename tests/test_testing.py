@@ -1,9 +1,11 @@
 """The checkers themselves: calibrated on equal laws, and they reject different ones."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sympe_jax.testing import assert_same_law, chi2_homogeneity, ks_two_sample
+from sympe_jax.testing import assert_equivariant, assert_same_law, chi2_homogeneity, ks_two_sample
 
 
 def test_ks_and_chi2_match_known_values():
@@ -34,3 +36,14 @@ def test_different_laws_are_rejected():
         assert_same_law(rng.integers(0, 4, 3000), rng.integers(0, 5, 3000))
     with pytest.raises(ValueError, match="shapes"):
         assert_same_law(np.zeros((5, 2)), np.zeros((5, 3)))
+
+
+def test_assert_equivariant_tolerances_accept_numpy_scalars_and_reject_bools():
+    """Bug: a tolerance of True was silently taken as 1.0 (every deviation below 1 passes)."""
+    x = jnp.arange(4.0)
+    kw = dict(sample_element=lambda k: jax.random.permutation(k, 4), act_in=lambda g, v: v[g],
+              act_out=lambda g, v: v[g], num_elements=2)
+    assert_equivariant(lambda v: 2 * v, jax.random.key(0), x, atol=np.float32(1e-5), rtol=np.asarray(0.0), **kw)
+    for name in ("atol", "rtol"):
+        with pytest.raises(TypeError, match=name):
+            assert_equivariant(lambda v: 2 * v, jax.random.key(0), x, **{name: True}, **kw)
