@@ -103,16 +103,31 @@ def _per_item(fn: Callable, key: jax.Array | None, batch_shape: tuple[int, ...],
     The key is split over the flattened batch (``jax.random.split(key, B)``); with no batch axes
     ``fn`` gets the key itself. With ``key=None``, ``fn(*arrays[b])`` (nothing random). ``None``
     arrays are passed through unbatched.
+
+    Items run under ``vmap``, where invalid values poison instead of raising; so that an eager
+    call still raises (the validation rule of :mod:`sympe_jax.checks`), a concrete output with a
+    poisoned (NaN) item is recomputed for the first such item alone, which raises its error.
     """
     if not batch_shape:
         return fn(*arrays) if key is None else fn(key, *arrays)
     size = math.prod(batch_shape)
     flat = [None if a is None else a.reshape((size,) + a.shape[len(batch_shape):]) for a in arrays]
     axes = tuple(None if a is None else 0 for a in flat)
+    keys = None if key is None else jax.random.split(key, size)
     if key is None:
         out = jax.vmap(fn, in_axes=axes)(*flat)
     else:
-        out = jax.vmap(fn, in_axes=(0, *axes))(jax.random.split(key, size), *flat)
+        out = jax.vmap(fn, in_axes=(0, *axes))(keys, *flat)
+    if checks.is_concrete(out) and jnp.issubdtype(out.dtype, jnp.floating):
+        poisoned = jnp.any(jnp.isnan(out.reshape(size, -1)), axis=1)
+        if bool(jnp.any(poisoned)):
+            b = int(jnp.argmax(poisoned))
+            item = [None if a is None else a[b] for a in flat]
+            try:
+                fn(*item) if key is None else fn(keys[b], *item)
+            except ValueError as err:
+                where = tuple(int(i) for i in jnp.unravel_index(b, batch_shape))
+                raise ValueError(f"batch item {where}: {err}") from None
     return out.reshape(batch_shape + out.shape[1:])
 
 

@@ -276,6 +276,10 @@ def test_encodings_of_a_non_simple_adjacency_are_nan(name, kind):
     enc = E.graph_encoding(name, n_max=8, features=3)
     params = enc.init(jax.random.key(0))
     apply = lambda k, a, m: enc.apply(k, params, a, m)        # batched apply: a vmap over the graphs
+    if kind == "eager_vmap":                                   # eagerly the first bad graph raises
+        with pytest.raises(ValueError, match=r"batch item \(0,\): adjacency has a self-loop"):
+            apply(jax.random.key(1), *_bad_adjacencies())
+        apply = jax.vmap(lambda k, a, m: enc.apply(k, params, a, m), in_axes=(None, 0, 0))
     out = np.asarray((jax.jit(apply) if kind == "jit" else apply)(jax.random.key(1), *_bad_adjacencies()))
     assert np.all(np.isnan(out[:3]))
     assert np.all(np.isfinite(out[3]))
@@ -331,3 +335,16 @@ def test_batch_of_two_identical_lattices_gets_two_independent_samples(name):
     x = jnp.ones((2, 4, 4, 1))
     out = np.asarray(jax.jit(lambda k: enc.apply(k, enc.init(jax.random.key(7)), x))(jax.random.key(1)))
     assert out.shape == (2, 4, 4, 2) and not np.allclose(out[0], out[1])
+
+
+def test_an_eager_batched_call_raises_naming_the_bad_item():
+    """Bug: a batched apply runs its items under vmap, where bad values only poison, so an eager
+    call on a batch returned NaN where the same call on one graph raises."""
+    enc = sp.graph_encoding("sympe", n_max=4, features=2)
+    params = enc.init(jax.random.key(0))
+    mask = jnp.ones((2, 3, 4), bool)
+    scores = jnp.zeros((2, 3, 4)).at[1, 2, 0].set(jnp.inf)
+    with pytest.raises(ValueError, match=r"batch item \(1, 2\).*finite"):
+        enc.apply(jax.random.key(1), params, None, mask, scores=scores)
+    out = jax.jit(lambda s: enc.apply(jax.random.key(1), params, None, mask, scores=s))(scores)
+    assert np.isnan(out[1, 2]).all() and np.isfinite(np.delete(out.reshape(6, 4, 2), 5, 0)).all()
