@@ -1,2 +1,3 @@
 """What every experiment shares: :mod:`experiments._lib.config` (config presets on the command
-line, run directories, result files) and :mod:`experiments._lib.train` (the training loop)."""
+line, run directories, result files), :mod:`experiments._lib.train` (the training loop) and
+:mod:`experiments._lib.rundir` (the run directories' lock, checks and errors)."""

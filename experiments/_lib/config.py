@@ -10,6 +10,8 @@ import pathlib
 import shutil
 from typing import Any, Callable, Mapping, Sequence
 
+from experiments._lib import rundir
+
 
 # Fields that choose which runs to do, not how one run goes: adding a seed or an encoding (or
 # reordering them) must neither retrain nor orphan the runs already done. ``encodings`` is the
@@ -53,12 +55,15 @@ def run_workdir(root, experiment: str, cfg: Any, name: str, seed: int, *, force:
     ``<root>/runs/<experiment>/<run_dir_name(cfg, eval_fields)>/<name>_seed<seed>``.
 
     ``force`` (``--force``) deletes it first, so the run trains again from scratch: it never
-    resumes from (or only re-evaluates) the checkpoints of an earlier run.
+    resumes from (or only re-evaluates) the checkpoints of an earlier run. It takes the run
+    directory's lock to do so: a directory in use by another run raises
+    :class:`~experiments._lib.rundir.RunDirLocked` and is left alone.
     """
     workdir = pathlib.Path(root) / "runs" / experiment / run_dir_name(cfg, eval_fields) / f"{name}_seed{seed}"
     if force and workdir.exists():
-        print(f"[{name} seed {seed}] --force: deleting {workdir}", flush=True)
-        shutil.rmtree(workdir)
+        with rundir.lock(workdir):
+            print(f"[{name} seed {seed}] --force: deleting {workdir}", flush=True)
+            shutil.rmtree(workdir)
     return workdir
 
 

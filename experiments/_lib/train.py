@@ -51,22 +51,34 @@ one job: :class:`LogTrainMetrics` (train rows into the :class:`MetricsLog`),
 also the restore). A :class:`DivergenceGuard` reads the finiteness flags one step late and is
 flushed before any action runs; :class:`Progress` draws the bar and times the call.
 
-``workdir`` layout (all optional: ``workdir=None`` trains in memory)::
+``workdir`` layout (all optional: ``workdir=None`` trains in memory; see
+:mod:`experiments._lib.rundir`)::
 
+    workdir/run.lock              locked by the running call (one run per workdir)
     workdir/checkpoints/<step>/   orbax CheckpointManager steps: item "state" (params,
                                   opt_state, key, best_params if select_metric) and item
                                   "meta" (JSON: step, running log sums, best/last eval, config)
+    workdir/checkpoints_rejected/<step>-<time>/   checkpoints that did not restore, moved aside
     workdir/metrics.jsonl         one JSON object per row: {"step", "split": "train"|"eval",
                                   values..., ["steps_per_sec"], "wall_time"}
 
+One run at a time: ``train`` holds an OS file lock on ``workdir/run.lock`` (released by the
+kernel when the process ends, killed or not); a second call on the same workdir raises
+:class:`~experiments._lib.rundir.RunDirLocked` at once, naming the first one's pid, host and
+start time. Foreign or damaged files (``checkpoints`` a file, a ``metrics.jsonl`` that is a
+directory or not UTF-8 text) raise :class:`~experiments._lib.rundir.RunDirError` before
+anything is read or changed.
+
 Resuming is automatic: if ``workdir/checkpoints`` holds a checkpoint, ``train`` restores the
-latest one (params, optimizer state, log sums, best params) and continues to ``num_steps``;
-rows of ``metrics.jsonl`` with a step beyond the restored one are dropped (atomic rewrite), so
-the log never has duplicates and equals that of an uninterrupted run. A run that had not
-reached its first checkpoint restarts from scratch (its log is reset). Use a new workdir to
-start afresh. A checkpoint that cannot be read (corrupt files, or a different model,
-optimizer or ``select_metric``) raises :class:`CheckpointError`; nothing on disk is deleted or
-overwritten in that case.
+newest one that restores (params, optimizer state, log sums, best params) and continues to
+``num_steps``; rows of ``metrics.jsonl`` with a step beyond the restored one are dropped (atomic
+rewrite), so the log never has duplicates and equals that of an uninterrupted run (a last line
+cut short by a kill is dropped too). Newer checkpoints that do not restore (corrupt files, a
+stray empty step directory) are moved to ``workdir/checkpoints_rejected/`` (never deleted), and
+one log line says so. A run that had not reached its first checkpoint restarts from scratch
+(its log is reset). Use a new workdir to start afresh. If no checkpoint restores, or they were
+written for a different model, optimizer or ``select_metric``, :class:`CheckpointError` is
+raised and nothing on disk is deleted, moved or overwritten.
 
 Caveat: exactness holds for interruptions (kill, exception, divergence). *Extending* a finished
 run (calling again with a larger ``num_steps``) continues exactly from the final state, but the
@@ -101,6 +113,9 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from experiments._lib import rundir
+from experiments._lib.rundir import CHECKPOINT_SUBDIR, METRICS_FILE, REJECTED_SUBDIR
+
 __all__ = [
     "TrainConfig",
     "TrainResult",
@@ -128,8 +143,6 @@ BatchFn = Callable[[int], PyTree]
 EvalFn = Callable[[PyTree, jax.Array], Mapping[str, float]]
 
 DATA_AXIS = "data"
-CHECKPOINT_SUBDIR = "checkpoints"
-METRICS_FILE = "metrics.jsonl"
 # Keys of logged rows that metric names may not use.
 _RESERVED = ("step", "split", "loss", "grad_norm", "steps_per_sec", "wall_time")
 _QUANTITIES = ("loss", "gradients", "updated parameters")
@@ -137,14 +150,23 @@ _QUANTITIES = ("loss", "gradients", "updated parameters")
 _tree_l2_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.tree_utils.tree_l2_norm
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(rundir.RunError):
     """A train step produced a non-finite loss, gradient or parameter.
+
+    Training is deterministic, so calling ``train`` again with the same arguments resumes from
+    the last good checkpoint and diverges again at the same step. What works: the same workdir
+    with an optimizer of the same state structure but other settings (e.g. a smaller learning
+    rate: the restored optimizer state is reused), or other settings in a new workdir.
 
     Attributes:
         step: the step (1-based count of updates) whose update was non-finite.
         quantity: ``"loss"``, ``"gradients"`` or ``"updated parameters"``.
         last_checkpoint: directory of the last good checkpoint, or None if there is none.
     """
+
+    cli_advice = ("Rerunning the same command diverges again at the same step (training is "
+                  "deterministic); a run directory is named by its config, so rerunning with other "
+                  "settings (e.g. a smaller --learning-rate) trains a new run from scratch.")
 
     def __init__(self, message: str, *, step: int, quantity: str, last_checkpoint: Path | None):
         super().__init__(message)
@@ -153,7 +175,7 @@ class TrainingDiverged(RuntimeError):
         self.last_checkpoint = last_checkpoint
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(rundir.RunError):
     """A checkpoint could not be read or written; nothing on disk was deleted.
 
     Attributes:
@@ -221,7 +243,7 @@ class TrainResult:
         params: final params (replicated over the mesh).
         opt_state: final optimizer state.
         best_params: params at the best ``select_metric`` evaluation; the final params if
-            ``select_metric`` is None (or no evaluation happened).
+            ``select_metric`` is None or no evaluation gave a finite value of it.
         best_metrics: eval metrics of ``best_params`` (the last evaluation if ``select_metric``
             is None); empty without an ``eval_fn``.
         best_step: step of ``best_params``.
@@ -232,6 +254,9 @@ class TrainResult:
             (compiling) step when more than one step ran; includes evaluation and
             checkpointing time. 0.0 if no step ran.
         resumed_from: step of the checkpoint this call resumed from, or None.
+        selection: how ``best_params`` were chosen: ``"best <metric> (<mode>)"``, ``"last
+            step"`` (no ``select_metric``), or ``"no finite value of <metric> in <n>
+            evaluations; kept the last step"`` (also logged as a warning).
     """
 
     params: PyTree
@@ -243,6 +268,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     steps_per_second: float
     resumed_from: int | None
+    selection: str = "last step"
 
 
 # --------------------------------------------------------------------------------------
@@ -354,7 +380,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Reads a ``metrics.jsonl`` log (a workdir or the file itself) into a list of rows.
 
-    Malformed lines (e.g. a line cut short by a kill) are skipped with a warning.
+    Malformed lines (e.g. a line cut short by a kill) are skipped with a warning; a file that
+    is not UTF-8 text raises :class:`~experiments._lib.rundir.RunDirError`.
     """
     path = Path(path)
     if path.is_dir():
@@ -363,10 +390,8 @@ def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _read_log_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    if not path.exists():
-        return []
     out = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(rundir.read_log_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -544,17 +569,41 @@ class _Checkpoints:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        """The steps of the finished checkpoints, newest first."""
+        return sorted(self._manager.all_steps(), reverse=True)
+
     def step_dir(self, step: int) -> Path:
         return self.directory / str(step)
 
-    def restore(self, step: int, abstract_state: PyTree) -> tuple[PyTree, dict[str, Any]]:
-        step_dir = self.step_dir(step)
+    def check_structure(self, step: int, abstract_state: PyTree) -> None:
+        """Raises :class:`CheckpointError` if the checkpoint of ``step`` was saved for another
+        model, optimizer or select_metric (its array metadata disagree with ``abstract_state``)."""
         mismatch = self._structure_mismatch(step, abstract_state)
         if mismatch:
+            step_dir = self.step_dir(step)
             raise CheckpointError(
                 f"The checkpoint of step {step} in {step_dir} was written for a different model, "
                 f"optimizer or select_metric: {mismatch}. Nothing was deleted or overwritten; use a "
                 f"new workdir (or restore the original settings) to train.", directory=step_dir)
+
+    def reject(self, step: int) -> Path:
+        """Moves the checkpoint of ``step`` to ``<workdir>/checkpoints_rejected/<step>-<time>``
+        (never deletes it) and returns where it went."""
+        rejected = self.directory.parent / REJECTED_SUBDIR
+        rejected.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        target, n = rejected / f"{step}-{stamp}", 1
+        while target.exists():
+            target, n = rejected / f"{step}-{stamp}-{n}", n + 1
+        os.rename(self.step_dir(step), target)
+        self._manager.reload()  # orbax caches its list of steps
+        return target
+
+    def restore(self, step: int, abstract_state: PyTree) -> tuple[PyTree, dict[str, Any]]:
+        """The checkpoint of ``step``; raises :class:`CheckpointError` (cause in its message)
+        if it is corrupt, unreadable or non-finite."""
+        step_dir = self.step_dir(step)
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
@@ -564,16 +613,11 @@ class _Checkpoints:
             if not _host_finite(state):
                 raise ValueError("it holds non-finite values")
         except Exception as e:  # noqa: BLE001 -- any failure means the checkpoint is unusable.
-            detail = f"{type(e).__name__}: {e}"
-            if len(detail) > 600:
-                detail = detail[:600] + " ..."
-            raise CheckpointError(
-                f"Cannot restore the checkpoint of step {step} from {step_dir}: it is corrupt or "
-                f"unreadable, or was written for a different model, optimizer or select_metric "
-                f"(its structure must match). Cause: {detail}\nNothing was deleted or overwritten. "
-                f"To resume from an earlier checkpoint, move {step_dir} out of {self.directory}; "
-                f"to start afresh, use a new workdir.",
-                directory=step_dir) from e
+            detail = " ".join(f"{type(e).__name__}: {e}".split())
+            if len(detail) > 300:
+                detail = detail[:300] + " ..."
+            raise CheckpointError(f"cannot restore the checkpoint of step {step} from {step_dir}: "
+                                  f"{detail}", directory=step_dir) from e
         return state, meta
 
     def _structure_mismatch(self, step: int, abstract_state: PyTree) -> str:
@@ -823,20 +867,43 @@ class Checkpoint(PeriodicAction):
         return bool(self.every) and super().due(step, last)
 
     def restore_latest(self, state: TrainState) -> tuple[TrainState, dict[str, Any] | None]:
-        """The latest checkpoint as a TrainState (``acc`` None) and its meta; ``(state, None)``
-        if there is none. Raises :class:`CheckpointError` if it cannot be restored."""
-        latest = self.ckpts.latest_step()
-        if latest is None:
-            return state, None
+        """The newest checkpoint that restores, as a TrainState (``acc`` None), and its meta;
+        ``(state, None)`` if there is none.
+
+        Newer checkpoints that do not restore are moved aside (:meth:`_Checkpoints.reject`),
+        with one warning log line. Raises :class:`CheckpointError`, moving nothing, if a
+        checkpoint was written for another model, optimizer or select_metric, or if none
+        restores.
+        """
         target = {"params": state.params, "opt_state": state.opt_state, "key": self.key}
         if self.select:
             target["best_params"] = state.params
-        saved, meta = self.ckpts.restore(latest, _abstract(target, self.sharding))
+        abstract = _abstract(target, self.sharding)
+        failed: dict[int, CheckpointError] = {}
+        for step in self.ckpts.all_steps():
+            self.ckpts.check_structure(step, abstract)
+            try:
+                saved, meta = self.ckpts.restore(step, abstract)
+                break
+            except CheckpointError as e:
+                failed[step] = e
+        else:
+            if not failed:
+                return state, None
+            raise CheckpointError(
+                f"No checkpoint in {self.ckpts.directory} can be restored: they are corrupt or "
+                f"unreadable, or were written for a different model, optimizer or select_metric. "
+                f"{'; '.join(map(str, failed.values()))}. Nothing was deleted, moved or overwritten; "
+                f"to start afresh, use a new workdir.", directory=self.ckpts.step_dir(max(failed)))
+        if failed:
+            moved = [self.ckpts.reject(bad) for bad in failed]
+            _LOG.warning("resuming from step %d: moved the newer checkpoints that do not restore to %s "
+                         "(%s)", step, ", ".join(map(str, moved)), "; ".join(map(str, failed.values())))
         if not np.array_equal(_key_data(saved["key"]), _key_data(self.key)):
-            warnings.warn(f"resuming {self.ckpts.step_dir(latest)} with a different key than the one it "
+            warnings.warn(f"resuming {self.ckpts.step_dir(step)} with a different key than the one it "
                           "was trained with: the run will not match an uninterrupted one", stacklevel=3)
-        _LOG.info("resumed from %s", self.ckpts.step_dir(latest))
-        return TrainState(step=latest, params=saved["params"], opt_state=saved["opt_state"],
+        _LOG.info("resumed from %s", self.ckpts.step_dir(step))
+        return TrainState(step=step, params=saved["params"], opt_state=saved["opt_state"],
                           best_params=saved.get("best_params"), best_step=meta["best"]["step"],
                           best_metrics=meta["best"]["metrics"]), meta
 
@@ -905,9 +972,12 @@ class DivergenceGuard:
         quantity = _QUANTITIES[int(np.argmin(finite))]
         loss, grad_norm = (float(v) for v in jax.device_get((out.loss, out.grad_norm)))
         last = self._last_checkpoint()
-        where = (f"The last good checkpoint, {last}, is kept; call train again with the same workdir "
-                 f"(e.g. with a smaller learning rate) to resume from it." if last is not None
-                 else "No checkpoint was saved before it.")
+        where = (f"The last good checkpoint, {last}, is kept. Training is deterministic: the same "
+                 f"settings diverge again at this step. Resume from it with the same workdir and an "
+                 f"optimizer of the same structure with other settings (e.g. a smaller learning "
+                 f"rate), or train with other settings in a new workdir." if last is not None
+                 else "No checkpoint was saved before it; train with other settings (e.g. a smaller "
+                 "learning rate).")
         raise TrainingDiverged(
             f"Training diverged at step {step} (update {step - 1}, batch_fn({step - 1})): non-finite "
             f"{quantity} (loss={loss:.6g}, grad_norm={grad_norm:.6g}). Stopped without saving it. {where}",
@@ -952,7 +1022,10 @@ def train(
 
     Raises:
         TrainingDiverged: on the first step with a non-finite loss, gradient or parameter.
-        CheckpointError: if the latest checkpoint in ``workdir`` cannot be restored.
+        CheckpointError: if no checkpoint in ``workdir`` restores, or they were written for
+            another model, optimizer or select_metric.
+        experiments._lib.rundir.RunDirLocked: if another process is training in ``workdir``.
+        experiments._lib.rundir.RunDirError: if ``workdir`` holds foreign or damaged files.
         ValueError, TypeError: for inconsistent arguments (reported before any training).
     """
     key, workdir = _check_arguments(config, key, workdir, eval_fn)
@@ -965,6 +1038,9 @@ def train(
     state = TrainState(step=0, params=params, opt_state=opt_state)
 
     with contextlib.ExitStack() as stack:
+        if workdir is not None:
+            stack.enter_context(rundir.lock(workdir))
+            rundir.check_run_dir(workdir)
         ckpt, meta = None, None
         if workdir is not None and (config.checkpoint_every or (workdir / CHECKPOINT_SUBDIR).is_dir()):
             ckpt = stack.enter_context(Checkpoint(workdir / CHECKPOINT_SUBDIR, config, key, replicated))
@@ -975,7 +1051,7 @@ def train(
             if start > config.num_steps:
                 warnings.warn(f"the checkpoint (step {start}) is beyond num_steps={config.num_steps}; "
                               "returning it without training", stacklevel=2)
-            return _result(state, log.rows, 0.0, resumed_from)
+            return _result(state, log.rows, 0.0, resumed_from, config)
 
         first_batch = shard_batch(batch_fn(start), mesh, batch_spec)
         names = _metric_names(loss_fn, state.params, first_batch, train_key)
@@ -1006,7 +1082,7 @@ def train(
         steps_per_second = progress.steps_per_second(state.step)
         if ckpt is not None:
             ckpt.wait()
-        return _result(state, log.rows, steps_per_second, resumed_from)
+        return _result(state, log.rows, steps_per_second, resumed_from, config)
 
 
 def _check_arguments(config: TrainConfig, key: jax.Array | int, workdir: str | os.PathLike | None,
@@ -1037,7 +1113,20 @@ def _initial_acc(names: Sequence[str], saved: dict[str, Any] | None, sharding: N
     return jax.device_put(acc, sharding)
 
 
-def _result(state: TrainState, rows, steps_per_second: float, resumed_from: int | None) -> TrainResult:
+def _selection(config: TrainConfig, state: TrainState, rows: Sequence[dict[str, Any]]) -> str:
+    """``TrainResult.selection``; logs a warning if no evaluation gave a finite select_metric."""
+    if config.select_metric is None:
+        return "last step"
+    if state.best_step is not None:
+        return f"best {config.select_metric} ({config.select_mode})"
+    evaluations = sum(row.get("split") == "eval" for row in rows)
+    text = f"no finite value of {config.select_metric} in {evaluations} evaluations; kept the last step"
+    _LOG.warning("model selection: %s (step %d)", text, state.step)
+    return text
+
+
+def _result(state: TrainState, rows, steps_per_second: float, resumed_from: int | None,
+            config: TrainConfig) -> TrainResult:
     best_params = state.params if state.best_params is None or state.best_step is None else state.best_params
     return TrainResult(
         params=state.params,
@@ -1049,4 +1138,5 @@ def _result(state: TrainState, rows, steps_per_second: float, resumed_from: int 
         history=list(rows),
         steps_per_second=steps_per_second,
         resumed_from=resumed_from,
+        selection=_selection(config, state, rows),
     )

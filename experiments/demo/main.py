@@ -25,6 +25,8 @@ import sympe_jax as sp
 from sympe_jax.groups import lattice, permutation
 from sympe_jax.testing import assert_same_law
 
+from experiments._lib import rundir
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -105,6 +107,7 @@ def training_part() -> list[dict]:
     return rows
 
 
+@rundir.exit_on_run_error
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__)
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the sampling part (default: %(default)s)")

@@ -86,6 +86,7 @@ import tqdm
 from sympe_jax import canonicalize
 
 from experiments._lib import config as common
+from experiments._lib import rundir
 from experiments._lib import train as training
 from experiments._lib.config import option
 from experiments.digress_qm9 import molecules, qm9
@@ -522,6 +523,7 @@ def parse_args(argv=None, *, doc: str | None = None, parents=(), prog: str = "py
                                choices={"encodings": ROWS}, parents=parents, prog=prog)
 
 
+@rundir.exit_on_run_error
 def main(argv=None, root: pathlib.Path = ROOT) -> int:
     cfg, args = parse_args(argv)
     command = common.command_line("digress_qm9", argv)

@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 
+from experiments._lib import rundir
 from experiments._lib import config as common
 from experiments._lib import train as training
 from experiments.digress_qm9 import main as dq
@@ -108,6 +109,7 @@ def parse_args(argv=None):
     return cfg, args, model_keys
 
 
+@rundir.exit_on_run_error
 def main(argv=None, root: pathlib.Path = ROOT) -> int:
     cfg, args, model_keys = parse_args(argv)
     command = common.command_line("digress_qm9.sampling", argv)

@@ -79,6 +79,7 @@ from sympe_jax import canonicalize
 from sympe_jax.exact import automorphisms
 
 from experiments._lib import config as common
+from experiments._lib import rundir
 from experiments._lib import train as training
 from experiments.graph_autoencoder import data as erdos_renyi
 from experiments.graph_autoencoder import floors, models
@@ -216,7 +217,7 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: p
     record = {
         "row": row, "label": LABELS[row], "seed": seed, "config": cfg_dict,
         "test": test, "train_subset": train_sub, "best_step": result.best_step,
-        "best_val": result.best_metrics,
+        "best_val": result.best_metrics, "selection": result.selection,
         "curve": [{"step": r["step"], "val_bce": r["val_bce"], "val_edge_error_pct": r["val_edge_error_pct"]}
                   for r in result.history if r.get("split") == "eval"],
         "showcase": {name: {"true": a.tolist(), "pred": p.tolist()} for (name, a), p in zip(shows.items(), preds)},
@@ -433,6 +434,7 @@ def parse_args(argv=None):
     return cfg, args
 
 
+@rundir.exit_on_run_error
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
     command = common.command_line("graph_autoencoder", argv)

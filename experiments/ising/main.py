@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments._lib import config as common
+from experiments._lib import rundir
 from experiments._lib import train as training
 from experiments._lib.config import option
 from experiments.ising import data as ising
@@ -260,6 +261,7 @@ def parse_args(argv=None):
     return cfg, args
 
 
+@rundir.exit_on_run_error
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
     command = common.command_line("ising", argv)

@@ -71,3 +71,20 @@ def test_every_config_field_has_help():
     for cls in (ga.Config, ising.Config, dq.Config):
         for field, text in ga.common.field_help(cls).items():
             assert text.strip(), f"{cls.__module__}.{cls.__name__}.{field}"
+
+
+@pytest.mark.parametrize("module", [ga, ising, dq, demo])
+def test_run_errors_end_every_experiment_with_one_line(module, monkeypatch):
+    """Bug: a diverged run (or a locked or damaged run directory) ended the CLI with a traceback."""
+    from experiments._lib import train as T
+
+    def diverge(*args, **kwargs):
+        raise T.TrainingDiverged("Training diverged at step 3: non-finite loss.\nNo checkpoint was saved.",
+                                 step=3, quantity="loss", last_checkpoint=None)
+
+    monkeypatch.setattr(module, "graph_part" if module is demo else "parse_args", diverge)
+    with pytest.raises(SystemExit) as info:
+        module.main([])
+    line = info.value.code   # SystemExit(str): printed to stderr, exit status 1
+    assert isinstance(line, str) and "\n" not in line
+    assert line.startswith("error: Training diverged at step 3") and "smaller --learning-rate" in line

@@ -1,5 +1,6 @@
 """Tests of the shared training loop, on tiny regression problems."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -12,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from experiments._lib import rundir
 from experiments._lib import train as T
 
 W_TRUE = np.array([1.0, -2.0, 0.5], dtype=np.float32)
@@ -105,17 +107,21 @@ def test_make_optimizer_schedules():
     assert jax.tree.structure(updates) == jax.tree.structure(params)
 
 
-def test_resume_after_kill_is_exact(tmp_path, key):
-    kw = dict(checkpoint_every=5, eval_every=10, select_metric="val_loss")
-    straight = run(tmp_path / "straight", 30, key, **kw)
-
+def killed_run(workdir, num_steps, key, *, at, **config):
+    """A run interrupted when it asks for the batch of update ``at`` (as by a kill)."""
     def killed_batch_fn(i):
-        if i == 17:
+        if i == at:
             raise KeyboardInterrupt("simulated kill")
         return batch_fn(i)
 
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "resumed", 30, key, batch_fn=killed_batch_fn, **kw)
+        run(workdir, num_steps, key, batch_fn=killed_batch_fn, **config)
+
+
+def test_resume_after_kill_is_exact(tmp_path, key):
+    kw = dict(checkpoint_every=5, eval_every=10, select_metric="val_loss")
+    straight = run(tmp_path / "straight", 30, key, **kw)
+    killed_run(tmp_path / "resumed", 30, key, at=17, **kw)
     assert checkpoint_steps(tmp_path / "resumed") == [10, 15]
     assert T.has_checkpoint(tmp_path / "resumed", 15) and not T.has_checkpoint(tmp_path / "resumed", 30)
     assert max(r["step"] for r in T.read_log(tmp_path / "resumed")) == 17  # rows past the checkpoint
@@ -190,19 +196,55 @@ def _garble_metadata(step_dir):
     (step_dir / "meta" / "metadata").write_text("{not json")
 
 
+def _stray_step_dir(step_dir):
+    """A stray empty step directory above the newest checkpoint (a copy cut short, a mistake)."""
+    (step_dir.parent / "99").mkdir()
+    return step_dir.parent / "99"
+
+
+def _rejected(workdir):
+    """``{step: snapshot}`` of the checkpoints moved to ``checkpoints_rejected/<step>-<time>``."""
+    directory = pathlib.Path(workdir) / "checkpoints_rejected"
+    if not directory.exists():
+        return {}
+    return {int(p.name.split("-")[0]): snapshot(p) for p in directory.iterdir()}
+
+
 # orbax leaves its other pending reads unawaited when one fails: harmless, reported by pytest.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("corrupt", [_garble_arrays, _garble_metadata])
-def test_corrupt_checkpoint_raises_and_keeps_files(tmp_path, key, corrupt):
+@pytest.mark.parametrize("damage", [_garble_arrays, _garble_metadata, _stray_step_dir])
+def test_a_checkpoint_that_does_not_restore_is_moved_aside_and_the_previous_one_resumes(tmp_path, key, damage,
+                                                                                         caplog):
+    """Bug: a corrupt newest checkpoint, or a stray empty step directory, blocked resume."""
+    straight = run(tmp_path / "straight", 20, key, checkpoint_every=5)
+    workdir = tmp_path / "run"
+    killed_run(workdir, 20, key, at=12, checkpoint_every=5)
+    bad = damage(workdir / "checkpoints" / "10") or workdir / "checkpoints" / "10"
+    bad_bytes, bad_step = snapshot(bad), int(bad.name)
+    resumed = run(workdir, 20, key, checkpoint_every=5)
+    assert resumed.resumed_from == (5 if bad_step == 10 else 10)
+    assert _rejected(workdir) == {bad_step: bad_bytes}  # moved aside byte for byte, never deleted
+    [line] = [r.getMessage() for r in caplog.records if "do not restore" in r.getMessage()]
+    assert f"resuming from step {resumed.resumed_from}" in line and "checkpoints_rejected" in line
+    assert str(bad) in line  # names the checkpoint and why it failed
+    assert_trees_equal(resumed.params, straight.params)
+    assert without_timing(resumed.history) == without_timing(straight.history)
+    assert without_timing(T.read_log(workdir)) == without_timing(straight.history)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_no_checkpoint_that_restores_raises_and_keeps_files(tmp_path, key):
     run(tmp_path, 10, key, checkpoint_every=5)
-    step_dir = tmp_path / "checkpoints" / "10"
-    corrupt(step_dir)
+    for step in (5, 10):
+        _garble_metadata(tmp_path / "checkpoints" / str(step))
     before = snapshot(tmp_path)
     with pytest.raises(T.CheckpointError) as info:
         run(tmp_path, 20, key, checkpoint_every=5)
-    assert info.value.directory == step_dir
-    assert str(step_dir) in str(info.value) and "Nothing was deleted" in str(info.value)
-    assert snapshot(tmp_path) == before  # not a byte deleted or changed, log included
+    message = str(info.value)
+    assert info.value.directory == tmp_path / "checkpoints" / "10"
+    assert "No checkpoint" in message and "Nothing was deleted, moved or overwritten" in message
+    assert str(tmp_path / "checkpoints" / "10") in message and str(tmp_path / "checkpoints" / "5") in message
+    assert snapshot(tmp_path) == before  # not a byte deleted, moved or changed, log included
 
 
 def test_checkpoint_of_another_model_gives_clear_error(tmp_path, key):
@@ -257,3 +299,86 @@ def test_four_devices_match_one_device(tmp_path):
     # Batch size 6 on 4 devices: a clear error.
     error = out["indivisible_error"]
     assert error is not None and "not divisible by the 4 devices" in error and "(6, 3)" in error
+
+
+def test_a_run_directory_in_use_is_refused_at_once(tmp_path, key):
+    """Bug: two runs in one directory both trained, writing every log row twice."""
+    with rundir.lock(tmp_path):
+        with pytest.raises(rundir.RunDirLocked, match=f"in use by another run \\(pid {os.getpid()} on "):
+            run(tmp_path, 5, key, checkpoint_every=5)
+        assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "checkpoints").exists()
+    assert run(tmp_path, 5, key, checkpoint_every=5).step == 5  # released: the next run goes ahead
+
+
+def _checkpoints_file(workdir):
+    (workdir / "checkpoints").write_text("not a directory")
+    return workdir / "checkpoints", "is a file"
+
+
+def _log_directory(workdir):
+    (workdir / "metrics.jsonl").unlink()
+    (workdir / "metrics.jsonl").mkdir()
+    return workdir / "metrics.jsonl", "not a regular file"
+
+
+def _log_not_utf8(workdir):
+    with open(workdir / "metrics.jsonl", "ab") as f:
+        f.write(b'{"step": 6, "split": "\xff\xfe"}\n')
+    return workdir / "metrics.jsonl", "line 7 .* is not UTF-8 text"
+
+
+@pytest.mark.parametrize("damage", [_checkpoints_file, _log_directory, _log_not_utf8])
+def test_foreign_files_in_a_run_directory_give_a_clear_error(tmp_path, key, damage):
+    """Bug: raw NotADirectoryError (after a flood of orbax tracebacks), IsADirectoryError, UnicodeDecodeError."""
+    run(tmp_path, 5, key, log_every=1)
+    path, problem = damage(tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(rundir.RunDirError, match=problem) as info:
+        run(tmp_path, 10, key, checkpoint_every=5)
+    assert info.value.path == path and str(path) in str(info.value) and "move it away" in str(info.value).lower()
+    assert snapshot(tmp_path) == before
+
+
+def test_a_last_log_line_cut_by_a_kill_does_not_break_resume(tmp_path, key):
+    straight = run(tmp_path / "straight", 10, key, checkpoint_every=5)
+    killed_run(tmp_path / "run", 10, key, at=7, checkpoint_every=5)
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 8, "split": "train", "loss": 0.1')
+    with pytest.warns(UserWarning, match="malformed"):
+        resumed = run(tmp_path / "run", 10, key, checkpoint_every=5)
+    assert resumed.resumed_from == 5
+    assert without_timing(T.read_log(tmp_path / "run")) == without_timing(straight.history)
+
+
+def test_a_diverged_run_resumes_with_a_smaller_learning_rate(tmp_path, key):
+    """The advice of TrainingDiverged: same workdir, an optimizer of the same structure, other settings."""
+    def adamw(schedule):  # the structure of make_optimizer's optimizer
+        return optax.chain(optax.adamw(schedule, weight_decay=0.0))
+
+    config = T.TrainConfig(num_steps=30, checkpoint_every=5, progress=False)
+    args = dict(loss_fn=loss_fn, batch_fn=batch_fn, key=key, workdir=tmp_path)
+    blowup = adamw(lambda count: jnp.where(count < 12, 0.05, 1e38))
+    with pytest.raises(T.TrainingDiverged) as info:
+        T.train(config, params=init_params(), optimizer=blowup, **args)
+    assert info.value.last_checkpoint == tmp_path / "checkpoints" / "10"
+    assert "same settings diverge again" in str(info.value) and "smaller learning rate" in str(info.value)
+    assert "--learning-rate" in info.value.cli_advice and "from scratch" in info.value.cli_advice
+    resumed = T.train(config, params=init_params(), optimizer=T.make_optimizer(0.05, 30, schedule="constant"),
+                      **args)
+    assert resumed.resumed_from == 10 and resumed.step == 30
+    clean = T.train(config, params=init_params(), optimizer=T.make_optimizer(0.05, 30, schedule="constant"),
+                    **{**args, "workdir": tmp_path / "clean"})
+    assert_trees_equal(resumed.params, clean.params)
+
+
+def test_a_selection_metric_never_finite_is_reported(key, caplog):
+    """Bug: an always-NaN select_metric gave best_metrics == {} and the last step without a word."""
+    config = T.TrainConfig(num_steps=10, eval_every=5, select_metric="val_loss", progress=False)
+    args = dict(loss_fn=loss_fn, params=init_params(), optimizer=T.make_optimizer(0.3, 10), batch_fn=batch_fn,
+                key=key)
+    result = T.train(config, eval_fn=lambda p, k: {"val_loss": float("nan")}, **args)
+    assert result.selection == "no finite value of val_loss in 2 evaluations; kept the last step"
+    assert result.best_step == 10 and result.best_metrics == {}
+    assert any("no finite value of val_loss" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert T.train(config, eval_fn=eval_fn, **args).selection == "best val_loss (min)"
+    assert T.train(dataclasses.replace(config, select_metric=None), eval_fn=eval_fn, **args).selection == "last step"
