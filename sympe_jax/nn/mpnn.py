@@ -169,6 +169,9 @@ def _check_padded_batch(graph: graphs.GraphsTuple, n: int) -> None:
     if not checks.is_concrete(graph.senders, graph.receivers, graph.n_node, graph.n_edge):
         return
     graphs.validate_batch(graph._replace(nodes=np.zeros((n, 0), np.float32)))
-    real = np.asarray(graphs.edge_mask(graph._replace(nodes=np.zeros((n, 0), np.float32))))
-    senders, receivers = np.asarray(graph.senders)[real], np.asarray(graph.receivers)[real]
-    graphs.validate_edges(n, senders, receivers)
+    # jraph's padding rule, in NumPy (this may run inside a trace of other arrays): the padding
+    # graph is the last one with nodes, and it holds every padding edge, last.
+    n_node, n_edge = np.asarray(graph.n_node), np.asarray(graph.n_edge)
+    num_padding_graphs = int(np.argmin(n_node[::-1] == 0)) + 1
+    num_real = int(np.asarray(graph.senders).shape[0] - n_edge[-num_padding_graphs])
+    graphs.validate_edges(n, np.asarray(graph.senders)[:num_real], np.asarray(graph.receivers)[:num_real])
