@@ -98,14 +98,20 @@ def test_bad_adjacency_raises():
         features.invariant_node_scores(jnp.zeros((3, 3), jnp.int32))
 
 
-@pytest.mark.parametrize("fn", [features.invariant_node_scores, features.laplacian_eigh])
-def test_bad_adjacency_is_named(fn):
+def _bad_path_graphs():
+    """P4 plus one padding node, as a self-loop, a one-way edge, a NaN entry and itself: float[4, 5, 5], mask."""
     adj, mask = _adj(nx.path_graph(4), n_pad=1)
     adj = np.asarray(adj)
     loop, one_way, nan = adj.copy(), adj.copy(), adj.copy()
     loop[1, 1] = 1.0
     one_way[0, 1] = 0.0
     nan[2, 3] = nan[3, 2] = np.nan
+    return (loop, one_way, nan, adj), mask
+
+
+@pytest.mark.parametrize("fn", [features.invariant_node_scores, features.laplacian_eigh])
+def test_bad_adjacency_is_named(fn):
+    (loop, one_way, nan, adj), mask = _bad_path_graphs()
     checked = sp.checked(jax.jit(fn))
     for bad, match in [(loop, "self-loop"), (one_way, "symmetric"), (nan, "non-finite")]:
         with pytest.raises(ValueError, match=match):
@@ -133,13 +139,8 @@ ALL_FEATURES = {
 @pytest.mark.parametrize("kind", ["jit", "eager_vmap"])
 def test_a_non_simple_adjacency_poisons_every_feature(kind):
     """Bug: a self-loop, a one-way edge or a NaN entry under jit/vmap gave finite features (of another graph)."""
-    adj, mask = _adj(nx.path_graph(4), n_pad=1)
-    adj = np.asarray(adj)
-    loop, one_way, nan = adj.copy(), adj.copy(), adj.copy()
-    loop[1, 1] = 1.0
-    one_way[0, 1] = 0.0
-    nan[2, 3] = nan[3, 2] = np.nan
-    batch, masks = jnp.asarray(np.stack([loop, one_way, nan, adj])), jnp.stack([mask] * 4)
+    bad, mask = _bad_path_graphs()
+    batch, masks = jnp.asarray(np.stack(bad)), jnp.stack([mask] * 4)
 
     def all_features(a, m):
         return {name: fn(a, m) for name, fn in ALL_FEATURES.items()}
