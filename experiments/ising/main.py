@@ -71,6 +71,7 @@ class Config:
     grid_n: int = option(25, "points per axis of the (J_x, J_y) phase-diagram grid")
     grid_h: float = option(0.5, "field h of the phase-diagram grid")
     checkpoint_every: int = option(500, "steps between checkpoints")
+    atol: float = option(1e-4, "tie tolerance of SymPE's argmax over the lifted scores")
 
 
 PRESETS = {
@@ -97,9 +98,15 @@ def sample_train_params(rng: np.random.Generator, n: int, plane_fraction: float)
 
 
 
+def plane_params(seed: int, n: int) -> tuple[np.ndarray, ...]:
+    """Held-out Hamiltonians uniform on the (J_x, J_y) plane, [-3, 3]^2, h ~ U(0, 2): every phase,
+    the checkerboard included (a quarter of them), which the paper's law never produces."""
+    return sample_train_params(np.random.default_rng([seed, 0]), n, plane_fraction=1.0)
+
+
 def make_model(cfg: Config, method: str) -> LatticeModel:
     return LatticeModel(method=method, features=cfg.features, pe_features=cfg.pe_features,
-                        scorer_features=cfg.scorer_features)
+                        scorer_features=cfg.scorer_features, atol=cfg.atol)
 
 
 def evaluate(model: LatticeModel, params, key: jax.Array, jx, jy, h, L: int) -> dict[str, np.ndarray]:
@@ -122,7 +129,13 @@ def evaluate(model: LatticeModel, params, key: jax.Array, jx, jy, h, L: int) -> 
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+PHASE_KEYS = {ising.FERRO: "ferro", ising.ANTIFERRO: "antiferro", ising.ROW_STRIPES: "row_stripes",
+              ising.COLUMN_STRIPES: "column_stripes"}
+"""Result-file key of each ordered phase (with h > 0 every ground state is one of these four)."""
+
+
 def summarize(ev: dict[str, np.ndarray]) -> dict[str, float]:
+    """Gaps and solved fractions (gap < 1e-6), overall and per true phase (NaN for an absent phase)."""
     gap_s = ev["e_sampled"] - ev["e_min"]
     gap_a = ev["e_argmax"] - ev["e_min"]
     stripes = np.isin(ev["phase_true"], [ising.ROW_STRIPES, ising.COLUMN_STRIPES])
@@ -133,7 +146,9 @@ def summarize(ev: dict[str, np.ndarray]) -> dict[str, float]:
         "below_e_inv_fraction": float((ev["e_expected"] < ev["e_inv"] - 1e-5).mean()),
         "num_stripe": int(stripes.sum()), "num_ferro": int(ferro.sum()),
     }
-    for name, sel in (("stripe", stripes), ("ferro", ferro)):
+    phases = [(name, ev["phase_true"] == p) for p, name in PHASE_KEYS.items()]
+    for name, sel in [("stripe", stripes)] + phases:
+        res[f"num_{name}"] = int(sel.sum())
         res[f"{name}_gap_sampled"] = float(gap_s[sel].mean()) if sel.any() else float("nan")
         res[f"{name}_gap_argmax"] = float(gap_a[sel].mean()) if sel.any() else float("nan")
         res[f"{name}_solved_sampled"] = float((gap_s[sel] < 1e-6).mean()) if sel.any() else float("nan")
@@ -141,10 +156,13 @@ def summarize(ev: dict[str, np.ndarray]) -> dict[str, float]:
     return res
 
 
-def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: pathlib.Path = ROOT) -> dict:
+def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: pathlib.Path = ROOT,
+            out_dir: pathlib.Path | None = None) -> dict:
     """Train and evaluate one (method, seed), or return its result file's record if it exists.
-    ``force`` retrains from scratch: the run directory is deleted, nothing resumes."""
-    out_path, old = common.finished_run(common.results_dir(root, "ising", cfg), cfg, method, seed, force)
+    ``force`` retrains from scratch: the run directory is deleted, nothing resumes. ``out_dir``:
+    where the result file goes (default: the experiment's results directory)."""
+    out_dir = common.results_dir(root, "ising", cfg) if out_dir is None else out_dir
+    out_path, old = common.finished_run(out_dir, cfg, method, seed, force)
     if old is not None:
         return old
     cfg_dict = dataclasses.asdict(cfg)
@@ -182,16 +200,20 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
     train_time = time.time() - t0
     test = ising.sample_params(jax.random.key(cfg.eval_seed), cfg.num_eval)
     ev = evaluate(model, result.params, jax.random.key(cfg.eval_seed + 2), test.jx, test.jy, test.h, L)
+    plane = plane_params(cfg.eval_seed + 4, cfg.num_eval)
+    pev = evaluate(model, result.params, jax.random.key(cfg.eval_seed + 5), *plane, L)
     grid_vals = np.linspace(-3, 3, cfg.grid_n).astype(np.float32)
     grid = ising.grid_params(grid_vals, grid_vals, cfg.grid_h)
     gev = evaluate(model, result.params, jax.random.key(cfg.eval_seed + 3), grid.jx, grid.jy, grid.h, L)
+    gsum = summarize(gev)
     record = {
         "method": method, "label": LABELS[method], "seed": seed, "config": cfg_dict,
-        "test": summarize(ev),
+        "test": summarize(ev), "test_plane": summarize(pev),
         "grid": {"jx": grid_vals.tolist(), "jy": grid_vals.tolist(), "h": cfg.grid_h,
                  "phase_true": gev["phase_true"].reshape(cfg.grid_n, cfg.grid_n).tolist(),
                  "phase_argmax": gev["phase_argmax"].reshape(cfg.grid_n, cfg.grid_n).tolist(),
-                 "solved_argmax": float((gev["e_argmax"] - gev["e_min"] < 1e-6).mean())},
+                 "solved_argmax": float((gev["e_argmax"] - gev["e_min"] < 1e-6).mean()),
+                 "phase_solved_argmax": {name: gsum[f"{name}_solved_argmax"] for name in PHASE_KEYS.values()}},
         "train_wall_time_s": round(train_time, 1), "steps_per_second": result.steps_per_second,
         "resumed_from": result.resumed_from,
         "num_params": int(sum(x.size for x in jax.tree_util.tree_leaves(result.params))),
@@ -217,6 +239,10 @@ def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
         for k in keys:
             vals = np.array([r["test"][k] for r in rs], float)
             rows[method][k] = [float(vals.mean()), float(vals.std())]
+        for name in PHASE_KEYS.values():
+            rows[method][f"plane_{name}_solved_argmax"] = [r["test_plane"][f"{name}_solved_argmax"] for r in rs]
+            rows[method][f"grid_{name}_solved_argmax"] = [r["grid"]["phase_solved_argmax"][name] for r in rs]
+        rows[method]["plane_solved_argmax"] = [r["test_plane"]["solved_argmax"] for r in rs]
     return {"preset": cfg.preset, "command": command, "config": dataclasses.asdict(cfg), "seeds": list(cfg.seeds),
             "methods": list(cfg.encodings), "num_eval": cfg.num_eval, "rows": rows,
             "num_stripe": records[0]["test"]["num_stripe"], "num_ferro": records[0]["test"]["num_ferro"]}
@@ -233,9 +259,13 @@ def plot_phase_diagram(records: list[dict], methods: tuple[str, ...], path: path
     cmap = ListedColormap(colors)
     first = common.lowest_seed_records(records, "method")
     ref = next(iter(first.values()))["grid"]
+    def title(m):
+        per = first[m]["grid"]["phase_solved_argmax"]
+        return (f"{LABELS[m]}\nsolved {first[m]['grid']['solved_argmax']:.0%}: " + " ".join(
+            f"{short} {per[name]:.0%}" for short, name in zip("FARC", PHASE_KEYS.values())))
+
     panels = [("true ground state", ref["phase_true"])] + [
-        (f"{LABELS[m]}\n(solved {first[m]['grid']['solved_argmax']:.0%})", first[m]["grid"]["phase_argmax"])
-        for m in methods if m in first]
+        (title(m), first[m]["grid"]["phase_argmax"]) for m in methods if m in first]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), constrained_layout=True)
     ext = [ref["jx"][0], ref["jx"][-1], ref["jy"][0], ref["jy"][-1]]
     for ax, (title, phase) in zip(np.atleast_1d(axes), panels):
@@ -246,7 +276,8 @@ def plot_phase_diagram(records: list[dict], methods: tuple[str, ...], path: path
         ax.set_ylabel("$J_y$")
     fig.legend(handles=[Patch(color=c, label=n) for c, n in zip(colors, ising.PHASES)], loc="lower center",
                ncol=5, bbox_to_anchor=(0.5, -0.08), fontsize=8)
-    fig.suptitle(f"Phase of the most likely configuration, h = {ref['h']} (seed {min(r['seed'] for r in records)})",
+    fig.suptitle(f"Phase of the most likely configuration, h = {ref['h']} (seed {min(r['seed'] for r in records)}); "
+                 "solved per true phase: F ferromagnetic, A antiferromagnetic, R row stripes, C column stripes",
                  fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
