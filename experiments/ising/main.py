@@ -32,6 +32,7 @@ import pathlib
 import platform
 import sys
 import time
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +52,8 @@ LABELS = {"none": "G-CNN, no symmetry breaking", "noise": "G-CNN + Gaussian nois
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    LATE_DEFAULTS: ClassVar[dict] = {"atol": 1e-4, "invariant_inputs": False}   # fields added after runs were recorded
+
     preset: str = option("cpu", "preset name (with --tag: <preset>-<tag>), the prefix of result files")
     L: int = option(8, "side of the periodic lattice (even)")
     features: tuple[int, ...] = option((8, 8, 8), "comma-separated channels of the G-CNN layers")
@@ -72,6 +75,8 @@ class Config:
     grid_h: float = option(0.5, "field h of the phase-diagram grid")
     checkpoint_every: int = option(500, "steps between checkpoints")
     atol: float = option(1e-4, "tie tolerance of SymPE's argmax over the lifted scores")
+    invariant_inputs: bool = option(False, "add the D4-invariant bond scalars [J_x + J_y, |J_x - J_y|] as input "
+                                           "channels (the phase becomes linear in the input)")
 
 
 PRESETS = {
@@ -106,7 +111,7 @@ def plane_params(seed: int, n: int) -> tuple[np.ndarray, ...]:
 
 def make_model(cfg: Config, method: str) -> LatticeModel:
     return LatticeModel(method=method, features=cfg.features, pe_features=cfg.pe_features,
-                        scorer_features=cfg.scorer_features, atol=cfg.atol)
+                        scorer_features=cfg.scorer_features, atol=cfg.atol, invariant_inputs=cfg.invariant_inputs)
 
 
 def evaluate(model: LatticeModel, params, key: jax.Array, jx, jy, h, L: int) -> dict[str, np.ndarray]:

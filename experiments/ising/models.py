@@ -61,6 +61,20 @@ class CircularCNN(nn.Module):
         return nn.Dense(1, kernel_init=nn.initializers.zeros, name="head")(h)[..., 0]
 
 
+def bond_invariants(x: jax.Array) -> jax.Array:
+    """D4-invariant scalars of the bond field at each site: float[..., L, L, 4 + ...] -> [..., L, L, 2].
+
+    ``[(R + U + L + D) / 2, |R + L - U - D| / 2]``, for constant couplings ``[J_x + J_y, |J_x - J_y|]``,
+    so ``max(J_x, J_y)`` and ``min(J_x, J_y)`` are their half sum and half difference: which of
+    the four phases a Hamiltonian is in becomes linear in them (antiferromagnetic: the max is
+    negative), where the lifted bond channels give it only through two layers of activations.
+    Rotations and reflections permute ``[R, U, L, D]`` as they permute the directions, mapping
+    the pair ``{R, L}`` to ``{R, L}`` or ``{U, D}``: both values are unchanged.
+    """
+    right, up, left, down = (x[..., k] for k in range(4))
+    return jnp.stack([(right + up + left + down) / 2, jnp.abs(right + left - up - down) / 2], axis=-1)
+
+
 class LatticeModel(nn.Module):
     """``(key, x [B, L, L, c]) -> logits [B, L, L]`` with the symmetry breaking of ``method``.
 
@@ -81,6 +95,7 @@ class LatticeModel(nn.Module):
     kernel_size: int = 3
     norm: str = "global"
     atol: float = 1e-4
+    invariant_inputs: bool = False
 
     @nn.compact
     def __call__(self, key: jax.Array, x: jax.Array) -> jax.Array:
@@ -95,8 +110,10 @@ class LatticeModel(nn.Module):
             scores = GCNN(self.scorer_features, self.kernel_size, bond_channels=True, out="lifted_scores",
                           norm=self.norm, name="scorer")(x)
             scores = jax.lax.stop_gradient(scores)  # the argmax has zero gradient anyway
-        pe = enc.apply(key, sp_flax.declare_params(self, enc), x, scores=scores)
-        h = jnp.concatenate([x, pe.astype(x.dtype)], axis=-1)
+        pe = enc.apply(key, sp_flax.declare_params(self, enc), x, scores=scores).astype(x.dtype)
+        if self.invariant_inputs:
+            x = jnp.concatenate([x, bond_invariants(x)], axis=-1)
+        h = jnp.concatenate([x, pe], axis=-1)
         if self.method == "cnn":
             widths = [int(round(math.sqrt(8) * w)) for w in self.features]
             return CircularCNN(widths, self.kernel_size, name="backbone")(h)

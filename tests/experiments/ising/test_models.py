@@ -107,3 +107,17 @@ def test_identical_lattices_of_a_batch_get_independent_channels(method):
         assert same == 0
     else:                       # constant couplings tie all 8 L^2 elements: independent g~ agree w.p. 1/128
         assert same <= 3, same
+
+
+def test_bond_invariants_are_p4m_invariant_and_read_the_couplings():
+    """Bug to catch: a D4-dependent "invariant" (e.g. R - U) would make invariant_inputs break equivariance."""
+    from experiments.ising.models import bond_invariants
+    from sympe_jax.groups import lattice
+    bonds = jax.random.normal(jax.random.key(3), (4, 4, 4))
+    x = jnp.concatenate([bonds, jnp.ones((4, 4, 1))], -1)
+    for d in range(8):
+        g = jnp.array([d, 1, 2])
+        moved = jnp.concatenate([lattice.act_on_bonds(g, bonds), jnp.ones((4, 4, 1))], -1)
+        np.testing.assert_allclose(bond_invariants(moved), lattice.act_on_field(g, bond_invariants(x)), atol=1e-6)
+    const = ising.to_input(jnp.array([2.0]), jnp.array([-3.0]), jnp.array([0.5]), 4)
+    np.testing.assert_allclose(bond_invariants(const)[0, 0, 0], [-1.0, 5.0])
