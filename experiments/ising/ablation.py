@@ -47,6 +47,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "pe_32": ("32 SymPE channels instead of 4", {"pe_features": 32}),
     "atol_1e-5": ("tie tolerance 1e-5 (the library default) instead of 1e-4", {"atol": 1e-5}),
     "lr_1e-3": ("peak learning rate 1e-3 instead of 3e-3", {"learning_rate": 1e-3}),
+    "batch_64": ("64 Hamiltonians per step instead of 16 (8 antiferromagnetic ones on average)", {"batch_size": 64}),
     "invariant_inputs": ("the phase given as linear input: [J_x + J_y, |J_x - J_y|] channels",
                          {"invariant_inputs": True}),
 }
