@@ -95,7 +95,7 @@ def ising_ablation_section() -> str | None:
         return None
     base = summary["base"]
     lines = [f"SymPE alone, {base['num_steps']} steps unless the variant says otherwise, L = {base['L']}; one change "
-             f"at a time against the `cpu` preset before the fix (G-CNN widths {base['features']}, "
+             f"at a time against the `cpu` preset (G-CNN widths {base['features']}, "
              f"{base['pe_features']} SymPE channels, peak learning rate {base['learning_rate']}). Command: "
              f"`{summary['command']}`. Grid: share of the phase grid solved, each seed; antiferromagnetic and "
              "stripes: share of the plane test set's Hamiltonians of that phase solved, each seed.", "",
