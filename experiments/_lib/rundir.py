@@ -39,12 +39,23 @@ __all__ = [
     "check_run_dir",
     "read_log_text",
     "exit_on_run_error",
+    "move_aside",
 ]
 
 LOCK_FILE = "run.lock"
 CHECKPOINT_SUBDIR = "checkpoints"
 REJECTED_SUBDIR = "checkpoints_rejected"
 METRICS_FILE = "metrics.jsonl"
+
+
+def move_aside(src: Path, dest: Path, sep: str = "") -> Path:
+    """Rename ``src`` (a file or directory) to ``dest``, or to the first free ``dest<sep>1``,
+    ``dest<sep>2``, ...: never over an earlier one, never deleting anything. Returns the new path."""
+    target, n = Path(dest), 1
+    while target.exists():
+        target, n = Path(dest).with_name(f"{Path(dest).name}{sep}{n}"), n + 1
+    os.replace(src, target)
+    return target
 
 
 class RunError(RuntimeError):

@@ -592,11 +592,7 @@ class _Checkpoints:
         (never deletes it) and returns where it went."""
         rejected = self.directory.parent / REJECTED_SUBDIR
         rejected.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        target, n = rejected / f"{step}-{stamp}", 1
-        while target.exists():
-            target, n = rejected / f"{step}-{stamp}-{n}", n + 1
-        os.rename(self.step_dir(step), target)
+        target = rundir.move_aside(self.step_dir(step), rejected / f"{step}-{time.strftime('%Y%m%dT%H%M%S')}", sep="-")
         self._manager.reload()  # orbax caches its list of steps
         return target
 

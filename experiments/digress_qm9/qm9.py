@@ -73,7 +73,6 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import importlib.util
-import itertools
 import json
 import os
 import tempfile
@@ -83,6 +82,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from experiments._lib import rundir
 
 __all__ = [
     "MAX_NODES",
@@ -400,7 +401,7 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def _load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray] | None:
     """The arrays of a cache file; None if there is none.
 
-    A file that cannot be read or lacks one of ``keys`` is moved aside (:func:`_move_aside`)
+    A file that cannot be read or lacks one of ``keys`` is moved aside (``experiments._lib.rundir.move_aside``)
     with a warning, and None returned so that the caller rebuilds it.
     """
     if not path.is_file():
@@ -413,20 +414,10 @@ def _load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray] | None:
             raise ValueError(f"arrays {missing} are missing")
         return arrays
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        aside = _move_aside(path)
+        aside = rundir.move_aside(path, path.with_name(path.name + ".corrupt"))
         warnings.warn(f"unreadable QM9 cache file {path} ({type(err).__name__}: {err}): moved it aside to "
                       f"{aside}; rebuilding", stacklevel=3)
         return None
-
-
-def _move_aside(path: Path) -> Path:
-    """Rename ``path`` to the first free ``<name>.corrupt``, ``<name>.corrupt1``, ...; the new path."""
-    for k in itertools.count():
-        aside = path.with_name(f"{path.name}.corrupt{k or ''}")
-        if not aside.exists():
-            os.replace(path, aside)
-            return aside
-    raise AssertionError("unreachable")
 
 
 def _processed(source, cache_dir) -> tuple[dict[str, np.ndarray], dict[str, int], Path]:
