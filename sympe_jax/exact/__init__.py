@@ -35,25 +35,6 @@ from sympe_jax.exact.automorphisms import (
 )
 from sympe_jax.exact.wl import unique_rows, wl_colors, wl_refine
 
-__all__ = [
-    "automorphisms",
-    "wl",
-    "AutGroup",
-    "automorphism_group",
-    "automorphism_groups",
-    "orbits",
-    "group_order",
-    "canonical_ranks",
-    "sample_automorphism",
-    "inversion_kernel_sample",
-    "inversion_kernel_sample_batch",
-    "as_adjacency",
-    "as_mask",
-    "permute_adjacency",
-    "compose",
-    "inverse",
-    "is_automorphism",
-    "wl_colors",
-    "wl_refine",
-    "unique_rows",
-]
+# Both modules' public names (automorphisms re-exports wl_colors), each once.
+__all__ = ["automorphisms", "wl", *automorphisms.__all__,
+           *(name for name in wl.__all__ if name not in automorphisms.__all__)]

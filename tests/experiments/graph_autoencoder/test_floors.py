@@ -11,17 +11,7 @@ import pytest
 from sympe_jax.exact import automorphisms as am
 
 from experiments.graph_autoencoder.floors import wl_pair_floor
-from tests.exact.test_automorphisms import BAD_ADJACENCY
-
-
-def adjacency(graph: nx.Graph) -> np.ndarray:
-    graph = nx.convert_node_labels_to_integers(graph)
-    return nx.to_numpy_array(graph, nodelist=range(graph.number_of_nodes()), dtype=bool)
-
-
-def random_graph(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
-    upper = np.triu(rng.random((n, n)) < p, 1)
-    return upper | upper.T
+from tests.exact.test_automorphisms import BAD_ADJACENCY, adjacency, random_graph
 
 
 C6 = adjacency(nx.cycle_graph(6))

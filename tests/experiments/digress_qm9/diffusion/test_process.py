@@ -14,11 +14,18 @@ M_X = transitions.normalize_marginals(qm9_reference.ATOM_MARGINALS)
 M_E = transitions.normalize_marginals(qm9_reference.EDGE_MARGINALS)
 
 
+def _matrices(schedule, t, marginals):
+    """(Q_t, Qbar_{t-1}, Qbar_t) of the schedule at steps t, for the given marginals."""
+    return (transitions.step_matrix(schedule.betas[t], marginals),
+            transitions.cumulative_matrix(schedule.alpha_bars[t - 1], marginals),
+            transitions.cumulative_matrix(schedule.alpha_bars[t], marginals))
+
+
 def test_cosine_schedule_matches_the_reference_values():
     s = cosine_schedule(500)
     betas, abar = np.asarray(s.betas), np.asarray(s.alpha_bars)
     assert s.T == 500 and betas.shape == abar.shape == (501,)
-    np.testing.assert_allclose(betas[:2], [8.72e-5, 1.07e-4], rtol=5e-3)   # digress-qm9.md section 2
+    np.testing.assert_allclose(betas[:2], [8.72e-5, 1.07e-4], rtol=5e-3)   # the reference implementation's values
     assert betas[500] == 1.0                                                # unclipped: Q_T is the limit
     np.testing.assert_allclose(abar[[0, 250, 500]], [0.999913, 0.492, 9.7e-10], rtol=5e-3)
     assert np.all(np.diff(abar) < 0)
@@ -30,9 +37,7 @@ def test_transition_matrices_are_stochastic_and_compose():
     s = cosine_schedule(50)
     for m in (M_X, M_E, transitions.uniform_marginals(3)):
         for t in (1, 10, 49):
-            Qt = np.asarray(transitions.step_matrix(s.betas[t], m), np.float64)
-            Qsb = np.asarray(transitions.cumulative_matrix(s.alpha_bars[t - 1], m), np.float64)
-            Qtb = np.asarray(transitions.cumulative_matrix(s.alpha_bars[t], m), np.float64)
+            Qt, Qsb, Qtb = (np.asarray(q, np.float64) for q in _matrices(s, t, m))
             np.testing.assert_allclose(Qt.sum(-1), 1, atol=1e-6)
             np.testing.assert_allclose(Qtb.sum(-1), 1, atol=1e-6)
             np.testing.assert_allclose(Qsb @ Qt, Qtb, atol=1e-5)           # Markov: Qbar_{t-1} Q_t = Qbar_t
@@ -52,8 +57,7 @@ def test_posterior_is_bayes_and_both_parameterisations_agree_on_one_hot():
     s = cosine_schedule(20)
     K = len(M_E)
     t = jnp.asarray([7])
-    Qt, Qsb, Qtb = (transitions.step_matrix(s.betas[t], M_E), transitions.cumulative_matrix(s.alpha_bars[t - 1], M_E),
-                    transitions.cumulative_matrix(s.alpha_bars[t], M_E))
+    Qt, Qsb, Qtb = _matrices(s, t, M_E)
     pairs = [(x, z) for x, z in itertools.product(range(K), range(K)) if z == x or M_E[z] > 0]
     x = jax.nn.one_hot(jnp.asarray([[p[0] for p in pairs]]), K)
     zt = jax.nn.one_hot(jnp.asarray([[p[1] for p in pairs]]), K)
@@ -69,8 +73,7 @@ def test_posterior_of_a_distribution_is_the_posterior_under_x_drawn_from_it():
     s = cosine_schedule(20)
     K = len(M_X)
     t = jnp.asarray([12])
-    Qt, Qsb, Qtb = (transitions.step_matrix(s.betas[t], M_X), transitions.cumulative_matrix(s.alpha_bars[t - 1], M_X),
-                    transitions.cumulative_matrix(s.alpha_bars[t], M_X))
+    Qt, Qsb, Qtb = _matrices(s, t, M_X)
     p = jax.nn.softmax(jax.random.normal(jax.random.key(0), (1, K, K)), -1)  # one distribution per row
     zt = jax.nn.one_hot(jnp.arange(K)[None], K)
     ref = np.asarray(posterior.posterior(p, zt, Qt, Qsb, Qtb))[0]
