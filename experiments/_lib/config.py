@@ -119,6 +119,9 @@ def parse_config(config_cls: type, presets: Mapping[str, Any], argv=None, *, doc
     clear error).
     ``--tag NAME`` names a variant: the config's preset becomes ``<preset>-<NAME>``, so its
     result files, summary and run directories never overwrite the preset's own.
+    ``--distributed`` / ``--no-distributed`` (``args.distributed``: True, False, or None when
+    not given, i.e. auto-detect) is for the script to pass to
+    :func:`experiments._lib.distributed.initialize`; it is not a config field.
     Each field's ``--help`` line is its ``metadata["help"]`` (declare fields with :func:`option`),
     followed by the first preset's value; ``metadata["aliases"]`` adds old flag names. ``bool``
     fields take ``--name`` / ``--no-name``.
@@ -132,6 +135,9 @@ def parse_config(config_cls: type, presets: Mapping[str, Any], argv=None, *, doc
                              "even if its result file exists; never resumes")
     parser.add_argument("--summarize-only", action="store_true",
                         help="train nothing: summarize the result files of this config that exist")
+    parser.add_argument("--distributed", action=argparse.BooleanOptionalAction, default=None,
+                        help="join a multi-process run (jax.distributed); default: only when the environment "
+                             "says so (python -m experiments.launch, SLURM srun, a multi-host TPU slice)")
     parser.add_argument("--tag", default=None,
                         help="variant name: results and runs are written under <preset>-<tag> (letters, digits, -); "
                              "a tag starting with demo or smoke writes its results under runs/, not results/")
@@ -254,7 +260,8 @@ def collect_records(cfg: Any, args, results_dir, run: Callable[[str, int], dict]
 def command_line(module: str, argv=None) -> str:
     """The command that regenerates a run's results: ``python -m experiments.<module> <flags>``
     (``module`` e.g. ``"ising"`` or ``"digress_qm9.sampling"``), without the flags that only
-    change what is (re)done now (``--summarize-only``, ``--force``)."""
+    change what is (re)done now or where (``--summarize-only``, ``--force``, ``--distributed``)."""
     import sys
-    flags = [a for a in (sys.argv[1:] if argv is None else argv) if a not in ("--summarize-only", "--force")]
+    flags = [a for a in (sys.argv[1:] if argv is None else argv)
+             if a not in ("--summarize-only", "--force", "--distributed", "--no-distributed")]
     return " ".join(["python", "-m", f"experiments.{module}", *flags])

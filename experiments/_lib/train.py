@@ -16,8 +16,11 @@ The three user functions:
   differentiated with respect to ``params`` (a pytree of float arrays).
 * ``batch_fn(i) -> batch``: the batch (a pytree of arrays, numpy or jax) used by update ``i``
   (0-based). It must be a pure function of ``i`` (e.g. a numpy ``Generator`` seeded with
-  ``(seed, i)``) so that resuming is exact. Every leaf is sharded along axis 0 over the local
-  devices by default, so its leading dimension must be divisible by the device count.
+  ``(seed, i)``) so that resuming is exact. Every leaf is sharded along axis 0 over the
+  devices by default, so its leading dimension must be divisible by the device count. In a
+  multi-process run it returns only this process's rows: build it with
+  :func:`experiments._lib.distributed.per_process` from a pure function of
+  ``(i, process_index, process_count)``.
 * ``eval_fn(params, key) -> dict[str, float]`` (optional): called on the host every
   ``eval_every`` steps and after the final step; jit it yourself if it is expensive.
 
@@ -32,11 +35,23 @@ Conventions:
   since the previous train row (the running sums are checkpointed, so they survive a resume).
   A train row is written every ``log_every`` steps and after the final step; an eval row after
   every evaluation.
-* Data parallelism: a 1-D mesh named ``"data"`` over ``jax.local_devices()`` (or ``devices``);
+* Data parallelism: a 1-D mesh named ``"data"`` over ``jax.devices()`` (or ``devices``);
   batch leaves are sharded along axis 0 (``batch_spec`` overrides this), params and optimizer
   state are replicated; XLA inserts the gradient all-reduce. With one device it is a no-op,
   and with several the losses equal the one-device ones up to float reduction order.
-  Single-process only.
+* Several processes (hosts; :mod:`experiments._lib.distributed`, after
+  ``distributed.initialize()``): the mesh spans ``jax.devices()`` of every process, grouped by
+  process; each process's ``batch_fn`` returns its own block of rows and the global batch is
+  assembled with ``jax.make_array_from_process_local_data``. Every process calls ``train`` with
+  the same arguments (checked: the initial params and key must agree) and runs the same steps;
+  every process calls the orbax save (each writes its own part; orbax's primary host, process
+  0, the metadata). Process 0 alone holds the run lock, writes ``metrics.jsonl`` and draws the
+  progress bar; the divergence check and model selection use process 0's values, broadcast, so
+  every process takes the same decision (the divergence flags are agreed at every log,
+  evaluation or checkpoint step and after the last step, so a non-finite state is still never
+  written). ``eval_fn`` runs in every process on single-device copies of the params
+  (:func:`~experiments._lib.distributed.local_copy`). Resuming works with any process count
+  at the same global batch (the checkpoint holds replicated arrays; orbax reshards them).
 * Non-finite values: the jitted step returns one fused flag vector (loss, gradients, updated
   params all finite). The host reads it one step late (so dispatch stays asynchronous) and
   always before logging, evaluating or checkpointing, so a non-finite state is never written.
@@ -113,7 +128,7 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from experiments._lib import rundir
+from experiments._lib import distributed, rundir
 from experiments._lib.rundir import CHECKPOINT_SUBDIR, METRICS_FILE, REJECTED_SUBDIR
 
 __all__ = [
@@ -406,8 +421,11 @@ def _read_log_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh with axis ``"data"`` over ``devices`` (default: ``jax.local_devices()``)."""
-    devices = list(jax.local_devices() if devices is None else devices)
+    """A 1-D mesh with axis ``"data"`` over ``devices`` (default: ``jax.devices()``, every
+    process's devices, grouped by process so that each process's rows are one block)."""
+    if devices is None:
+        devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+    devices = list(devices)
     if not devices:
         raise ValueError("data_mesh needs at least one device")
     return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
@@ -416,9 +434,14 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 def shard_batch(batch: PyTree, mesh: Mesh, batch_spec: Any = None) -> PyTree:
     """Places a host batch on ``mesh``, by default sharding every leaf along axis 0.
 
+    In a multi-process run, ``batch`` is this process's block of rows (its sharded axes are
+    ``process_count`` times shorter than the global ones, replicated leaves whole) and the
+    global arrays are assembled with :func:`experiments._lib.distributed.global_batch`.
+
     Args:
         batch: pytree of arrays; with the default spec every leaf has shape ``(B, ...)``
-            with ``B`` divisible by the size of the mesh's ``"data"`` axis.
+            with ``B`` divisible by the size of the mesh's ``"data"`` axis (in a multi-process
+            run: by the number of this process's devices on it).
         mesh: the mesh (see :func:`data_mesh`).
         batch_spec: a ``PartitionSpec``, or a pytree prefix of ``batch`` with
             ``PartitionSpec`` leaves (``P()`` replicates a leaf); default ``P("data")``.
@@ -436,6 +459,12 @@ def shard_batch(batch: PyTree, mesh: Mesh, batch_spec: Any = None) -> PyTree:
     except (ValueError, TypeError) as e:
         raise ValueError(f"batch_spec {batch_spec!r} is not a pytree prefix of the batch: {e}") from e
 
+    if jax.process_count() > 1:
+        jax.tree_util.tree_map_with_path(
+            lambda path, leaf, spec: _check_divisible(path, np.shape(leaf), spec, mesh, jax.process_count()),
+            batch, specs)
+        return distributed.global_batch(batch, mesh, specs)
+
     def place(path, leaf, spec):
         _check_divisible(path, np.shape(leaf), spec, mesh)
         return jax.device_put(leaf, NamedSharding(mesh, spec))
@@ -443,12 +472,13 @@ def shard_batch(batch: PyTree, mesh: Mesh, batch_spec: Any = None) -> PyTree:
     return jax.tree_util.tree_map_with_path(place, batch, specs)
 
 
-def _check_divisible(path, shape: tuple[int, ...], spec: P, mesh: Mesh) -> None:
+def _check_divisible(path, shape: tuple[int, ...], spec: P, mesh: Mesh, processes: int = 1) -> None:
+    """``processes`` > 1: ``shape`` is one process's block, held by 1/processes of the devices."""
     for dim, names in enumerate(spec):
         if names is None:
             continue
         names = names if isinstance(names, tuple) else (names,)
-        size = math.prod(mesh.shape[name] for name in names)
+        size = math.prod(mesh.shape[name] for name in names) // processes
         where = f"batch leaf {jax.tree_util.keystr(path) or '<root>'} of shape {shape}"
         if dim >= len(shape):
             raise ValueError(f"{where} has no axis {dim} to shard with {spec}; give it a leading "
@@ -461,7 +491,14 @@ def _check_divisible(path, shape: tuple[int, ...], spec: P, mesh: Mesh) -> None:
 
 def _replicate_copy(tree: PyTree, sharding: NamedSharding) -> PyTree:
     # A private copy, so donating it to the train step never deletes the caller's arrays.
-    return jax.device_put(tree, sharding, may_alias=False)
+    return distributed.replicate(tree, sharding)
+
+
+def _put(tree: PyTree, sharding: NamedSharding) -> PyTree:
+    """``device_put`` onto ``sharding``; across processes through host memory (same values)."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return distributed.replicate(tree, sharding)
 
 
 def _key_data(key: jax.Array) -> np.ndarray:
@@ -591,8 +628,11 @@ class _Checkpoints:
         """Moves the checkpoint of ``step`` to ``<workdir>/checkpoints_rejected/<step>-<time>``
         (never deletes it) and returns where it went."""
         rejected = self.directory.parent / REJECTED_SUBDIR
-        rejected.mkdir(parents=True, exist_ok=True)
-        target = rundir.move_aside(self.step_dir(step), rejected / f"{step}-{time.strftime('%Y%m%dT%H%M%S')}", sep="-")
+        target = rejected / f"{step}-{time.strftime('%Y%m%dT%H%M%S')}"
+        if distributed.is_main():  # process 0 moves it; the others wait for it
+            rejected.mkdir(parents=True, exist_ok=True)
+            target = rundir.move_aside(self.step_dir(step), target, sep="-")
+        distributed.barrier(f"reject checkpoint {step}")
         self._manager.reload()  # orbax caches its list of steps
         return target
 
@@ -718,15 +758,19 @@ class PeriodicAction:
 
 class MetricsLog:
     """``metrics.jsonl`` (or memory only): drops rows beyond the resume step (atomic rewrite),
-    then appends one JSON line per row, flushed."""
+    then appends one JSON line per row, flushed. ``write=False`` (processes other than 0):
+    reads the earlier rows but never changes the file."""
 
-    def __init__(self, path: Path | None, resume_step: int):
+    def __init__(self, path: Path | None, resume_step: int, write: bool = True):
         self.rows: list[dict[str, Any]] = []
         self._file = None
         if path is None:
             return
         lines = _read_log_lines(path)
         kept = [(line, row) for line, row in lines if row["step"] <= resume_step]
+        if not write:
+            self.rows = [row for _, row in kept]
+            return
         text = "".join(line + "\n" for line, _ in kept)
         if path.exists() and path.read_text() != text:
             _LOG.info("dropping %d log rows beyond step %d from %s",
@@ -797,7 +841,7 @@ class LogTrainMetrics(PeriodicAction):
 
     def __call__(self, state: TrainState) -> TrainState:
         count, sums = jax.device_get((state.acc["count"], state.acc["sums"]))
-        acc = jax.device_put(_zero_acc(self.names), self.sharding)
+        acc = _put(_zero_acc(self.names), self.sharding)
         now = time.perf_counter()
         rate = (state.step - self._window_start) / max(now - self._t_window, 1e-9)
         self._t_window, self._window_start = now, state.step
@@ -822,12 +866,17 @@ class EvaluateAndSelect(PeriodicAction):
         self.sharding, self.metric, self.mode = sharding, select_metric, select_mode
 
     def __call__(self, state: TrainState) -> TrainState:
-        raw = self.eval_fn(state.params, jax.random.fold_in(self.eval_key, state.step))
+        if jax.process_count() == 1:
+            raw = self.eval_fn(state.params, jax.random.fold_in(self.eval_key, state.step))
+        else:  # every process evaluates on its own copies; process 0's metrics decide
+            raw = self.eval_fn(distributed.local_copy(state.params),
+                               jax.random.fold_in(distributed.local_copy(self.eval_key), state.step))
         metrics = {}
         for name, value in raw.items():
             if not isinstance(name, str) or name in ("step", "split", "wall_time"):
                 raise ValueError(f"eval metric name {name!r} is reserved or not a string")
             metrics[name] = _to_float(value, f"eval metric {name!r}")
+        metrics = distributed.broadcast_floats(metrics)
         self.log.append({"step": state.step, "split": "eval", **metrics, "wall_time": time.time()})
         if self.metric is None:
             return state._replace(best_step=state.step, best_metrics=metrics)
@@ -878,11 +927,16 @@ class Checkpoint(PeriodicAction):
         failed: dict[int, CheckpointError] = {}
         for step in self.ckpts.all_steps():
             self.ckpts.check_structure(step, abstract)
+            error = None
             try:
                 saved, meta = self.ckpts.restore(step, abstract)
-                break
             except CheckpointError as e:
-                failed[step] = e
+                error = e
+            if distributed.all_ok(error is None):  # one decision: it restored in every process
+                break
+            failed[step] = error or CheckpointError(
+                f"the checkpoint of step {step} in {self.ckpts.step_dir(step)} did not restore in another "
+                f"process", directory=self.ckpts.step_dir(step))
         else:
             if not failed:
                 return state, None
@@ -948,25 +1002,55 @@ class DivergenceGuard:
     busy with the new one) and keeps the new flags; ``flush()`` checks them at once: the loop
     calls it before anything is logged, evaluated or saved, so a non-finite state is never
     written. ``last_checkpoint()`` names the last good checkpoint for the error (None: none).
+
+    ``agree=True`` (several processes): ``push`` still reads the flags one step late, but only
+    notes the first non-finite step; ``flush`` broadcasts process 0's first non-finite step
+    (one collective) and every process raises for it, or none does.
     """
 
-    def __init__(self, last_checkpoint: Callable[[], Path | None] = lambda: None):
+    def __init__(self, last_checkpoint: Callable[[], Path | None] = lambda: None, agree: bool = False):
         self._last_checkpoint = last_checkpoint
         self._pending: tuple[int, _StepOutput] | None = None
+        self._agree = agree
+        self._window: dict[int, _StepOutput] = {}  # agree: the steps read since the last flush
+        self._first_bad: tuple[int, int] | None = None  # agree: (step, quantity index) seen here
 
     def push(self, step: int, out: _StepOutput) -> None:
-        self.flush()
+        if self._agree:
+            self._read_pending()
+        else:
+            self.flush()
         self._pending = (step, out)
 
+    def _read_pending(self) -> None:
+        if self._pending is None:
+            return
+        (step, out), self._pending = self._pending, None
+        self._window[step] = out
+        finite = np.asarray(out.finite)
+        if self._first_bad is None and not finite.all():
+            self._first_bad = (step, int(np.argmin(finite)))
+
     def flush(self) -> None:
+        if self._agree:
+            self._read_pending()
+            mine = np.asarray(self._first_bad or (0, 0), np.int32)
+            step, index = (int(v) for v in distributed.broadcast(mine))  # process 0's decision
+            window, self._window, self._first_bad = self._window, {}, None
+            if step:
+                self._raise(step, _QUANTITIES[index], window.get(step))
+            return
         if self._pending is None:
             return
         (step, out), self._pending = self._pending, None
         finite = np.asarray(out.finite)
         if finite.all():
             return
-        quantity = _QUANTITIES[int(np.argmin(finite))]
-        loss, grad_norm = (float(v) for v in jax.device_get((out.loss, out.grad_norm)))
+        self._raise(step, _QUANTITIES[int(np.argmin(finite))], out)
+
+    def _raise(self, step: int, quantity: str, out: _StepOutput | None) -> None:
+        loss, grad_norm = ((float(v) for v in jax.device_get((out.loss, out.grad_norm))) if out is not None
+                           else (math.nan, math.nan))
         last = self._last_checkpoint()
         where = (f"The last good checkpoint, {last}, is kept. Training is deterministic: the same "
                  f"settings diverge again at this step. Resume from it with the same workdir and an "
@@ -1009,7 +1093,7 @@ def train(
         key: base PRNG key (or an int seed); keep it fixed across resumes.
         workdir: directory for checkpoints and ``metrics.jsonl``; None: in memory only.
         eval_fn: optional ``(params, key) -> {name: float}``.
-        devices: devices of the data-parallel mesh; default ``jax.local_devices()``.
+        devices: devices of the data-parallel mesh; default ``jax.devices()`` (every process's).
         batch_spec: ``PartitionSpec`` (or pytree prefix of them) for the batch; default
             ``P("data")``, i.e. every leaf sharded along axis 0.
 
@@ -1024,25 +1108,31 @@ def train(
         experiments._lib.rundir.RunDirError: if ``workdir`` holds foreign or damaged files.
         ValueError, TypeError: for inconsistent arguments (reported before any training).
     """
-    key, workdir = _check_arguments(config, key, workdir, eval_fn)
+    key, workdir = _check_arguments(config, key, workdir, eval_fn, batch_fn)
+    multi = jax.process_count() > 1
     mesh = data_mesh(devices)
     replicated = NamedSharding(mesh, P())
-    key = jax.device_put(key, replicated)
+    if multi:
+        distributed.assert_same((params, key), "initial params and key given to train()")
+    key = _put(key, replicated)
     train_key, eval_key = jax.random.split(key)
     params = _replicate_copy(params, replicated)
     opt_state = jax.jit(optimizer.init, out_shardings=replicated)(params)
     state = TrainState(step=0, params=params, opt_state=opt_state)
+    main = distributed.is_main()
 
     with contextlib.ExitStack() as stack:
         if workdir is not None:
-            stack.enter_context(rundir.lock(workdir))
-            rundir.check_run_dir(workdir)
+            stack.enter_context(_lock_run_dir(workdir))
         ckpt, meta = None, None
-        if workdir is not None and (config.checkpoint_every or (workdir / CHECKPOINT_SUBDIR).is_dir()):
+        use_checkpoints = workdir is not None and (config.checkpoint_every or (workdir / CHECKPOINT_SUBDIR).is_dir())
+        if multi:  # process 0's view of the directory decides
+            use_checkpoints = bool(distributed.broadcast(np.int32(bool(use_checkpoints))))
+        if use_checkpoints:
             ckpt = stack.enter_context(Checkpoint(workdir / CHECKPOINT_SUBDIR, config, key, replicated))
             state, meta = ckpt.restore_latest(state)
         resumed_from, start = (None if meta is None else state.step), state.step
-        log = stack.enter_context(MetricsLog(None if workdir is None else workdir / METRICS_FILE, start))
+        log = stack.enter_context(MetricsLog(None if workdir is None else workdir / METRICS_FILE, start, write=main))
         if start >= config.num_steps:
             if start > config.num_steps:
                 warnings.warn(f"the checkpoint (step {start}) is beyond num_steps={config.num_steps}; "
@@ -1055,8 +1145,9 @@ def train(
         step_fn = jax.jit(functools.partial(_train_step, loss_fn=loss_fn, optimizer=optimizer),
                           donate_argnums=(0, 1, 2), out_shardings=replicated)
 
-        guard = DivergenceGuard(ckpt.last_good if ckpt is not None else lambda: None)
-        progress = stack.enter_context(Progress(config, start))
+        guard = DivergenceGuard(ckpt.last_good if ckpt is not None else lambda: None, agree=multi)
+        progress = stack.enter_context(Progress(config if main else dataclasses.replace(config, progress=False),
+                                                start))
         actions = [LogTrainMetrics(config.log_every, log, names, replicated, start, progress)]
         if eval_fn is not None:
             actions.append(EvaluateAndSelect(config.eval_every, eval_fn, eval_key, log, replicated,
@@ -1081,11 +1172,42 @@ def train(
         return _result(state, log.rows, steps_per_second, resumed_from, config)
 
 
+@contextlib.contextmanager
+def _lock_run_dir(workdir: Path):
+    """Holds the run directory's lock and checks it (:mod:`experiments._lib.rundir`); with
+    several processes, process 0 does both and every process raises if it failed."""
+    if jax.process_count() == 1:
+        with rundir.lock(workdir):
+            rundir.check_run_dir(workdir)
+            yield
+        return
+    with contextlib.ExitStack() as stack:
+        error = None
+        if distributed.is_main():
+            try:
+                stack.enter_context(rundir.lock(workdir))
+                rundir.check_run_dir(workdir)
+            except rundir.RunError as e:
+                error = e
+        if not distributed.all_ok(error is None):
+            raise error or rundir.RunDirError(
+                f"process 0 cannot use the run directory {workdir} (its error names the cause)", path=workdir)
+        yield
+
+
 def _check_arguments(config: TrainConfig, key: jax.Array | int, workdir: str | os.PathLike | None,
-                     eval_fn: EvalFn | None) -> tuple[jax.Array, Path | None]:
+                     eval_fn: EvalFn | None, batch_fn: BatchFn) -> tuple[jax.Array, Path | None]:
     """Checks what ``train`` can check before doing anything; returns the key and workdir."""
-    if jax.process_count() > 1:
-        raise NotImplementedError("train() is single-process: it shards over local devices only")
+    if jax.process_count() > 1 and not distributed.is_process_local(batch_fn):
+        raise ValueError(
+            f"this is process {jax.process_index()} of {jax.process_count()}: batch_fn must return only this "
+            f"process's rows of the global batch; build it with experiments._lib.distributed.per_process("
+            f"fn(step, process_index, process_count))")
+    if jax.process_count() == 1 and distributed.detect() is not None and _launched_processes() > 1:
+        raise RuntimeError(
+            f"this process was started as one of {_launched_processes()} ({distributed.detect()} is set) but "
+            f"jax.distributed is not initialized, so it would train alone: call "
+            f"experiments._lib.distributed.initialize() first (the experiments' CLIs do)")
     if config.select_metric is not None and eval_fn is None:
         raise ValueError(f"select_metric={config.select_metric!r} needs an eval_fn")
     if config.checkpoint_every and workdir is None:
@@ -1093,6 +1215,15 @@ def _check_arguments(config: TrainConfig, key: jax.Array | int, workdir: str | o
     if isinstance(key, (int, np.integer)):
         key = jax.random.key(int(key))
     return key, None if workdir is None else Path(workdir)
+
+
+def _launched_processes() -> int:
+    """The process count the environment announces (``JAX_NUM_PROCESSES``, SLURM's tasks), or 1."""
+    env = os.environ
+    for name in ("JAX_NUM_PROCESSES", "SLURM_STEP_NUM_TASKS"):
+        if env.get(name, "").isdigit():
+            return int(env[name])
+    return 1
 
 
 def _initial_acc(names: Sequence[str], saved: dict[str, Any] | None, sharding: NamedSharding):
@@ -1106,7 +1237,7 @@ def _initial_acc(names: Sequence[str], saved: dict[str, Any] | None, sharding: N
             warnings.warn(f"the checkpoint logs {sorted(saved['sums'])} but loss_fn returns "
                           f"{sorted(names)}: the first logged means after resuming are partial",
                           stacklevel=3)
-    return jax.device_put(acc, sharding)
+    return _put(acc, sharding)
 
 
 def _selection(config: TrainConfig, state: TrainState, rows: Sequence[dict[str, Any]]) -> str:

@@ -43,6 +43,13 @@ Presets:
     python -m experiments.digress_qm9 --preset cpu --seeds 0,1,2    # 3 seeds, ~4 h
     python -m experiments.digress_qm9 --preset paper                # accelerator
     python -m experiments.digress_qm9 --preset cpu --encodings sympe --num-steps 500   # override any field
+    python -m experiments.launch --num-processes 2 -- python -m experiments.digress_qm9 --preset demo   # 2 processes
+
+Several processes (hosts; docs/distributed.md): ``--distributed``, or automatically under
+``python -m experiments.launch``, SLURM (``srun``) or a multi-host TPU slice, joins one run of
+``jax.distributed``; each process builds only its own rows of every training batch (the same
+global batch of ``batch_size`` molecules), every process evaluates, process 0 alone prints and
+writes the result files and figures.
 
 Runs checkpoint (orbax) under runs/digress_qm9/<preset>-<config hash>/<row>_seed<k>/ and resume
 where they stopped (also after training: evaluation restarts from the final checkpoint);
@@ -86,7 +93,7 @@ import tqdm
 from sympe_jax import canonicalize
 
 from experiments._lib import config as common
-from experiments._lib import rundir
+from experiments._lib import distributed, rundir
 from experiments._lib import train as training
 from experiments._lib.config import option
 from experiments.digress_qm9 import molecules, qm9
@@ -244,7 +251,7 @@ def test_nll(dg: DiGress, params, key, split: qm9.QM9Split, idx: np.ndarray, bat
              desc: str | None = None) -> dict:
     """Mean (and standard error over molecules) of the NLL and of its four terms, nats per molecule."""
     # Plain single-device arrays: the train loop's mesh-sharded params/keys would compile a second copy.
-    params, key = jax.device_put((params, key), jax.local_devices()[0])
+    params, key = jax.device_put(distributed.local_copy((params, key)), jax.local_devices()[0])
     per_mol = {k: np.zeros(len(idx)) for k in NLL_TERMS}
     chunks = list(_padded_chunks(idx, batch))
     bar = tqdm.tqdm(total=repeats * len(chunks), desc=desc, leave=False, disable=desc is None, file=sys.stderr)
@@ -269,7 +276,7 @@ def sample_molecules(dg: DiGress, params, key, num: int, batch: int, desc: str |
                      model_key: str = "step"):
     """``num`` samples as int arrays ``(X [num, 9], E [num, 9, 9], mask [num, 9])``; ``model_key``
     as in ``DiGress.sample``. The first ``k`` samples of a key do not depend on ``num``."""
-    params, key = jax.device_put((params, key), jax.local_devices()[0])
+    params, key = jax.device_put(distributed.local_copy((params, key)), jax.local_devices()[0])
     Xs, Es, Ms = [], [], []
     for i in tqdm.trange(math.ceil(num / batch), desc=desc, leave=False, disable=desc is None, file=sys.stderr):
         X, E, M = dg.sample(params, jax.random.fold_in(key, i), num_samples=batch, model_key=model_key)
@@ -317,11 +324,20 @@ def _versions() -> dict:
 
 
 def _environment() -> dict:
-    return {"MALLOC_MMAP_MAX_": os.environ.get("MALLOC_MMAP_MAX_"),
-            "MALLOC_TRIM_THRESHOLD_": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
-            "XLA_FLAGS": os.environ.get("XLA_FLAGS"), "cpu_count": os.cpu_count(),
-            "loadavg": list(os.getloadavg()), "device": jax.devices()[0].platform,
-            "device_count": jax.device_count(), "host": platform.node()}
+    out = {"MALLOC_MMAP_MAX_": os.environ.get("MALLOC_MMAP_MAX_"),
+           "MALLOC_TRIM_THRESHOLD_": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+           "XLA_FLAGS": os.environ.get("XLA_FLAGS"), "cpu_count": os.cpu_count(),
+           "loadavg": list(os.getloadavg()), "device": jax.devices()[0].platform,
+           "device_count": jax.device_count(), "host": platform.node()}
+    if jax.process_count() > 1:
+        out["process_count"] = jax.process_count()
+    return out
+
+
+def _say(*args) -> None:
+    """``print`` (flushed) in process 0 only."""
+    if distributed.is_main():
+        print(*args, flush=True)
 
 
 def training_seconds(history: list[dict]) -> float:
@@ -348,8 +364,9 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
     if m < B:
         raise ValueError(f"training subset ({m} molecules) is smaller than the batch ({B})")
     steps_per_epoch = m // B
-    workdir = common.run_workdir(root, "digress_qm9", cfg, row, seed, force=force and not trained_only,
-                                 eval_fields=EVAL_FIELDS)
+    workdir = common.run_workdir(root, "digress_qm9", cfg, row, seed, eval_fields=EVAL_FIELDS,
+                                 force=force and not trained_only and distributed.is_main())
+    distributed.barrier(f"run directory of {row} seed {seed}")   # several processes: after process 0's --force
     if trained_only and not training.has_checkpoint(workdir, cfg.num_steps):
         raise FileNotFoundError(f"{row} seed {seed} has no final checkpoint in {workdir}: train it first with "
                                 f"python -m experiments.digress_qm9 --preset {cfg.preset} --encodings {row} --seeds {seed}")
@@ -358,9 +375,11 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
     def epoch_order(epoch: int) -> np.ndarray:
         return data.train_idx[np.random.default_rng([cfg.data_seed, seed, epoch]).permutation(m)]
 
-    def batch_fn(i: int) -> dense.DenseGraphs:   # a pure function of i: exact resume
-        epoch, j = divmod(i, steps_per_epoch)
-        return make_batch(data.train, epoch_order(epoch)[j * B:(j + 1) * B])
+    def rows(i: int, index: int, count: int) -> dense.DenseGraphs:   # pure in (i, index, count): exact resume
+        epoch, j = divmod(i, steps_per_epoch)   # process `index` of `count` builds only its block of rows
+        return make_batch(data.train, epoch_order(epoch)[j * B:(j + 1) * B][distributed.local_rows(B, index, count)])
+
+    batch_fn = distributed.per_process(rows)
 
     def loss_fn(p, batch, k):
         return dg.training_loss(p, k, batch)
@@ -372,8 +391,8 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
     tcfg = training.TrainConfig(num_steps=cfg.num_steps, eval_every=cfg.eval_every,
                                 checkpoint_every=cfg.checkpoint_every, log_every=max(1, min(50, cfg.num_steps)))
     action = "restoring" if training.has_checkpoint(workdir, cfg.num_steps) else "training"
-    print(f"[{row} seed {seed}] {action} {cfg.num_steps} steps of batch {B} on {m} molecules "
-          f"({count_params(params):,} parameters; workdir {workdir})", flush=True)
+    _say(f"[{row} seed {seed}] {action} {cfg.num_steps} steps of batch {B} on {m} molecules "
+         f"({count_params(params):,} parameters; workdir {workdir})")
     t0 = time.time()
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=make_optimizer(cfg), batch_fn=batch_fn,
                             key=k_train, workdir=workdir, eval_fn=eval_fn)
@@ -391,6 +410,8 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
 def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str], root: pathlib.Path,
             force: bool = False) -> dict:
     out_path, old = common.finished_run(common.results_dir(root, "digress_qm9", cfg), cfg, row, seed, force)
+    if not distributed.all_ok(old is not None):   # several processes: all skip, or all train
+        old = None
     if old is not None:
         return old
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -399,12 +420,13 @@ def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str
     m = len(data.train_idx)
 
     t0 = time.time()
+    main = distributed.is_main()
     nll = test_nll(dg, result.params, k_test, data.test, data.test_idx, cfg.eval_batch, cfg.nll_repeats,
-                   desc=f"{row}: test NLL")
+                   desc=f"{row}: test NLL" if main else None)
     nll_time = time.time() - t0
     t0 = time.time()
     X, E, mask = sample_molecules(dg, result.params, k_sample, cfg.num_samples, cfg.sample_batch,
-                                  desc=f"{row}: sampling")
+                                  desc=f"{row}: sampling" if main else None)
     sample_time = time.time() - t0
     metrics = molecules.evaluate(molecules.graphs_from_dense(X, E, mask), train_smiles)
     history = result.history
@@ -422,11 +444,12 @@ def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str
         "num_params": count_params(result.params), "num_train_molecules": int(m),
         "versions": _versions(), "environment": {"start": env_start, "end": _environment()},
     }
-    training.save_json(out_path, record)
+    if main:
+        training.save_json(out_path, record)
     s = record["metrics"]
-    print(f"[{row} seed {seed}] test NLL {nll['nll']:.2f} ± {nll['nll_sem']:.2f} | validity {s['validity']:.3f} "
-          f"relaxed {s['relaxed_validity']:.3f} unique {s['uniqueness']:.3f} | train {train_info['wall_time_s']:.0f}s, "
-          f"sampling {sample_time:.0f}s", flush=True)
+    _say(f"[{row} seed {seed}] test NLL {nll['nll']:.2f} ± {nll['nll_sem']:.2f} | validity {s['validity']:.3f} "
+         f"relaxed {s['relaxed_validity']:.3f} unique {s['uniqueness']:.3f} | train {train_info['wall_time_s']:.0f}s, "
+         f"sampling {sample_time:.0f}s")
     return record
 
 
@@ -523,12 +546,14 @@ def parse_args(argv=None, *, doc: str | None = None, parents=(), prog: str = "py
                                choices={"encodings": ROWS}, parents=parents, prog=prog)
 
 
+@distributed.fail_fast
 @rundir.exit_on_run_error
 def main(argv=None, root: pathlib.Path = ROOT) -> int:
     cfg, args = parse_args(argv)
+    distributed.initialize(args.distributed)
     command = common.command_line("digress_qm9", argv)
-    print(f"DiGress on QM9, preset {cfg.preset}: rows {cfg.encodings}, seeds {cfg.seeds}, {cfg.num_steps} steps of "
-          f"batch {cfg.batch_size}, T = {cfg.T}, {cfg.n_layers} layers", flush=True)
+    _say(f"DiGress on QM9, preset {cfg.preset}: rows {cfg.encodings}, seeds {cfg.seeds}, {cfg.num_steps} steps of "
+         f"batch {cfg.batch_size}, T = {cfg.T}, {cfg.n_layers} layers")
     t0 = time.time()
     data = load_data(cfg)
     train_smiles = qm9.train_smiles(source=data.source)
@@ -536,6 +561,8 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
     cfg, records, complete = common.collect_records(
         cfg, args, out_dir,
         lambda row, seed: run_one(cfg, row, seed, data, train_smiles, root, args.force))
+    if not distributed.is_main():   # process 0 writes the summary and the figure
+        return 0
     summary = aggregate(cfg, records, command)
     summary["complete"] = complete
     summary["ties"] = tie_statistics(data, cfg, jax.random.key(cfg.data_seed))
