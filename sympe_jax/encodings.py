@@ -20,6 +20,10 @@ input's symmetry at random, and its law is equivariant.
 
       enc = lattice_encoding("sympe", L=8, features=4)
       pe = enc.apply(key, enc.init(key), x, scores=lifted)    # x float[..., L, L, c] -> float[..., L, L, 4]
+* point clouds under O(3)/E(3), :func:`point_cloud_encoding` (names in :data:`POINT_CLOUD_ENCODINGS`)::
+
+      enc = point_cloud_encoding("sympe", features=4)
+      pe = enc.apply(key, enc.init(key), points, mask)         # float[..., n, 3] -> float[..., n, 4, 3]
 
 ``apply`` is batch-aware: any leading axes are batch axes, one independent sample per item
 (the key is split over the flattened batch inside; an unbatched call uses the key itself).
@@ -40,7 +44,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sympe_jax import canonicalize, checks
+from sympe_jax import canonicalize, checks, frames
 from sympe_jax.features import invariant_node_scores, randomize_eigenvectors
 from sympe_jax.groups import lattice, permutation
 
@@ -57,6 +61,10 @@ __all__ = [
     "gaussian_noise",
     "lattice_sympe",
     "sample_lattice_sympe",
+    "POINT_CLOUD_ENCODINGS",
+    "point_cloud_encoding",
+    "point_cloud_sympe",
+    "sample_point_cloud_sympe",
 ]
 
 Params = dict[str, jax.Array]
@@ -452,3 +460,123 @@ def sample_lattice_sympe(key: jax.Array, v: jax.Array, scores: jax.Array, *,
         raise ValueError(f"SymPE field {v.shape} does not match the lattice size L = {L}")
     g = lattice.element_from_index(canonicalize.argmax_element(key, scores, atol=atol), L)
     return lattice_sympe(g, v), g
+
+
+# ----------------------------------------------------------------------------- point clouds: registry
+
+POINT_CLOUD_ENCODINGS = ("none", "noise", "haar", "covariance", "sympe")
+"""Names accepted by :func:`point_cloud_encoding` (point clouds under O(3) and E(3)); every
+encoding but ``"none"`` gives each real point ``features`` vectors (type 1o, moving as ``u -> R u``):
+
+* ``"none"``: no symmetry breaking (zero channels);
+* ``"noise"``: i.i.d. ``N(0, noise_scale^2 I_3)`` vectors per point (isotropic: equivariant in law);
+* ``"haar"``: learned vectors ``v`` float[features, 3] moved by a Haar-random frame
+  (:func:`sympe_jax.frames.haar_frame`): the whole group instead of the inversion kernel;
+* ``"covariance"``: ``v`` moved by the covariance frame with random degeneracies
+  (:func:`sympe_jax.frames.covariance_frame`; ``scores=`` float[..., 3, 3] replaces the covariance
+  by another equivariant symmetric tensor);
+* ``"sympe"``: ``v`` moved by the sorted-point frame (:func:`sympe_jax.frames.point_frame`, the
+  inversion kernel on the shapes it names; ``scores=`` float[..., n] are per-point invariant
+  scores sorted first).
+"""
+
+
+def point_cloud_encoding(name: str, *, features: int = 0, atol: float = canonicalize.DEFAULT_ATOL,
+                         init_scale: float = 1.0, noise_scale: float = 1.0, proper: bool = False) -> Encoding:
+    """The point-cloud symmetry breaker called ``name`` (one of :data:`POINT_CLOUD_ENCODINGS`).
+
+    Args:
+      name: which encoding.
+      features: vectors per point (ignored by ``"none"``, which has 0).
+      atol: tie tolerance of the frames (:mod:`sympe_jax.frames`), in the coordinates' units.
+      init_scale: standard deviation of the initial vectors ``v``.
+      noise_scale: standard deviation of the ``"noise"`` vectors' components.
+      proper: frames in SO(3) (equivariant under rotations only) instead of O(3).
+
+    Returns:
+      An :class:`Encoding` whose ``apply(key, params, points, mask=None, *, scores=None)`` maps
+      ``points`` float[..., n, 3] (``mask`` bool[..., n], default all real) to vectors
+      float[..., n, features, 3]; masked-out points get zeros. For the frame encodings every real
+      point of a cloud gets the same vectors ``F v`` (a global encoding broadcast to the points,
+      ready to concatenate as ``features x 1o`` channels). Leading axes are batch axes: one
+      independent frame per cloud. Translations do not move the output; ``R`` in O(3) moves it
+      as ``u -> R u`` in law.
+
+    Cost per cloud: O(n log n) for the sorted-point frame, O(n) plus a 3 x 3 ``eigh`` for the
+    covariance frame.
+    """
+    if name not in POINT_CLOUD_ENCODINGS:
+        raise ValueError(f"unknown point-cloud encoding {name!r}; choose from {POINT_CLOUD_ENCODINGS}")
+    atol = checks.check_tolerance(atol, "atol")
+    if not isinstance(proper, bool):
+        raise TypeError(f"proper must be a bool, got {proper!r}")
+    width = 0 if name == "none" else features
+    if name != "none":
+        _check_width(features, name)
+    if name in ("haar", "covariance", "sympe"):
+        init = _table((features, 3), checks.check_tolerance(init_scale, "init_scale"))
+    else:
+        noise_scale = checks.check_tolerance(noise_scale, "noise_scale")
+        init = _no_params
+
+    def apply(key: jax.Array, params: Params, points: jax.Array, mask: jax.Array | None = None, *,
+              scores: jax.Array | None = None) -> jax.Array:
+        points = checks.check_floating(points, "points")
+        if points.ndim < 2 or points.shape[-1] != 3:
+            raise ValueError(f"points must have shape [..., n, 3], got {points.shape}")
+        batch_shape, n = points.shape[:-2], points.shape[-2]
+        mask = checks.check_mask(mask, batch_shape + (n,))
+        if name == "none":
+            return jnp.zeros(batch_shape + (n, 0, 3), jnp.float32)
+        if name == "noise":
+            return gaussian_noise(key, batch_shape + (n, features * 3), mask, noise_scale).reshape(
+                batch_shape + (n, features, 3))
+        want = {"covariance": batch_shape + (3, 3), "sympe": batch_shape + (n,)}.get(name)
+        if scores is not None:
+            if want is None:
+                raise ValueError(f"encoding {name!r} takes no scores")
+            scores = checks.check_floating(scores, "scores")
+            if scores.shape != want:
+                raise ValueError(f"scores of {name!r} must have shape {want}, got {scores.shape}")
+        v = params["v"]
+
+        def one(k, x, m, s):
+            return sample_point_cloud_sympe(k, v, x, m, method=name, scores=s, atol=atol, proper=proper)[0]
+        return _per_item(one, key, batch_shape, points, mask, scores)
+
+    return Encoding(init, apply, width, random=name != "none", uses_scores=name in ("covariance", "sympe"))
+
+
+def point_cloud_sympe(frame: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    """``F v`` for every real point: frame float[3, 3], v float[k, 3], mask bool[n] -> float[n, k, 3]
+    (zeros where the mask is False; NaN everywhere if the frame is NaN)."""
+    v = checks.check_floating(v, "v", ndim=2)
+    if v.shape[-1] != 3:
+        raise ValueError(f"point-cloud SymPE vectors must have shape (k, 3), got {v.shape}")
+    moved = v @ jnp.asarray(frame).T
+    out = jnp.where(jnp.asarray(mask)[:, None, None], moved[None], 0.0)
+    return checks.poison(out, jnp.all(jnp.isfinite(frame)))
+
+
+def sample_point_cloud_sympe(key: jax.Array, v: jax.Array, points: jax.Array, mask: jax.Array | None = None, *,
+                             method: str = "sympe", scores: jax.Array | None = None,
+                             atol: float = canonicalize.DEFAULT_ATOL, proper: bool = False
+                             ) -> tuple[jax.Array, jax.Array]:
+    """Sample a frame F of one cloud and return (``F v`` per real point float[n, k, 3], F float[3, 3]).
+
+    ``method``: ``"sympe"`` (:func:`sympe_jax.frames.point_frame`, ``scores`` float[n] per-point
+    invariants), ``"covariance"`` (:func:`sympe_jax.frames.covariance_frame`, ``scores`` a
+    symmetric tensor float[3, 3]) or ``"haar"``. Invalid points: eagerly a ``ValueError``, under
+    ``jit`` a NaN frame and NaN vectors.
+    """
+    points = checks.check_floating(points, "points", ndim=2)
+    mask = checks.check_mask(mask, points.shape[:1])
+    if method == "sympe":
+        frame = frames.point_frame(key, points, mask, scores=scores, atol=atol, proper=proper)
+    elif method == "covariance":
+        frame = frames.covariance_frame(key, points, mask, tensor=scores, atol=atol, proper=proper)
+    elif method == "haar":
+        frame = frames.haar_frame(key, points, mask, proper=proper)
+    else:
+        raise ValueError(f"sample_point_cloud_sympe: method must be 'sympe', 'covariance' or 'haar', got {method!r}")
+    return point_cloud_sympe(frame, v, mask), frame

@@ -15,7 +15,8 @@ Randomness comes from the ``"sympe"`` rng stream (``self.make_rng("sympe")``), b
 
 :class:`GraphEncoding` also takes dense batches ``(adjacency float[..., n, n], mask bool[..., n])``
 (e.g. node tokens of a transformer); :class:`LatticeEncoding` takes site fields
-``x float[..., L, L, c]``.
+``x float[..., L, L, c]``; :class:`PointCloudEncoding` takes point clouds
+``(points float[..., n, 3], mask bool[..., n])`` under O(3)/E(3).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sympe_jax import canonicalize, encodings, features, graphs
 from sympe_jax import jraph as sp_jraph
 from sympe_jax.nn.scorers import NodeScoreHead
 
-__all__ = ["GraphEncoding", "LatticeEncoding", "declare_params"]
+__all__ = ["GraphEncoding", "LatticeEncoding", "PointCloudEncoding", "declare_params"]
 
 
 def declare_params(module: nn.Module, encoding: encodings.Encoding) -> encodings.Params:
@@ -134,3 +135,37 @@ class LatticeEncoding(nn.Module):
         params = declare_params(self, enc)
         key = self.make_rng(self.rng_collection) if enc.random else jax.random.key(0)
         return enc.apply(key, params, x, scores=scores)
+
+
+class PointCloudEncoding(nn.Module):
+    """A point-cloud symmetry breaker of :data:`sympe_jax.encodings.POINT_CLOUD_ENCODINGS` as a module.
+
+    ``module(points, mask=None, scores=None)``: points float[..., n, 3], mask bool[..., n] ->
+    vectors float[..., n, features, 3] (for the frame encodings, the learned vectors ``v``, a
+    parameter of this module, moved by one sampled frame per cloud). ``scores``: per-point
+    invariants float[..., n] (``"sympe"``) or a symmetric tensor float[..., 3, 3] (``"covariance"``).
+
+    Attributes:
+      encoding: the name in the registry.
+      features: vectors per point.
+      atol, init_scale, noise_scale, proper: as in :func:`sympe_jax.encodings.point_cloud_encoding`.
+      rng_collection: the rng stream the key is drawn from.
+    """
+
+    encoding: str = "sympe"
+    features: int = 0
+    atol: float = canonicalize.DEFAULT_ATOL
+    init_scale: float = 1.0
+    noise_scale: float = 1.0
+    proper: bool = False
+    rng_collection: str = "sympe"
+
+    @nn.compact
+    def __call__(self, points: jax.Array, mask: jax.Array | None = None, scores: jax.Array | None = None
+                 ) -> jax.Array:
+        enc = encodings.point_cloud_encoding(self.encoding, features=self.features, atol=self.atol,
+                                             init_scale=self.init_scale, noise_scale=self.noise_scale,
+                                             proper=self.proper)
+        params = declare_params(self, enc)
+        key = self.make_rng(self.rng_collection) if enc.random else jax.random.key(0)
+        return enc.apply(key, params, points, mask, scores=scores)
