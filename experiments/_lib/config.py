@@ -10,7 +10,7 @@ import pathlib
 import shutil
 from typing import Any, Callable, Mapping, Sequence
 
-from experiments._lib import rundir
+from experiments._lib import distributed, rundir
 
 
 # Fields that choose which runs to do, not how one run goes: adding a seed or an encoding (or
@@ -209,7 +209,7 @@ def finished_run(results_dir, cfg: Any, name: str, seed: int, force: bool = Fals
     no result file of this config yet, or ``force``. Says so when it skips."""
     path = result_path(results_dir, cfg, name, seed)
     old = None if force else matching_record(path, cfg)
-    if old is not None:
+    if old is not None and distributed.is_main():
         print(f"[{name} seed {seed}] result exists, skipping ({path.name})", flush=True)
     return path, old
 

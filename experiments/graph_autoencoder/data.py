@@ -22,6 +22,12 @@ serves all of them: ``B = batch_size`` graph slots plus one padding graph, ``B *
 node slots and by default ``B * n_max * (n_max - 1)`` edge slots (the most ``B`` graphs of at
 most ``n_max`` nodes can have). :meth:`GraphBatcher.batch_at` is a pure function of
 ``(seed, step)``; :meth:`GraphBatcher.iterate_once` walks the split in order for evaluation.
+
+Data parallelism (several devices or processes): a jraph batch is one graph of all its graphs,
+so its node and edge arrays cannot be cut into equal row blocks. :meth:`GraphBatcher.indices_at`
+gives the graphs of a training batch, :meth:`GraphBatcher.make_slots` pads a block of them
+(possibly none) on its own, and :func:`stack_blocks` stacks the blocks of one process: graph
+leaves along a new leading block axis, per-graph leaves concatenated.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import random
 from typing import Iterator, NamedTuple, Sequence
 
+import jax
 import numpy as np
 
 from sympe_jax import graphs
@@ -42,6 +49,7 @@ __all__ = [
     "max_edges_per_batch",
     "Batch",
     "GraphBatcher",
+    "stack_blocks",
 ]
 
 
@@ -368,6 +376,44 @@ class GraphBatcher:
         perm = self.epoch_permutation(epoch, seed)
         return self.make_batch(perm[pos * self.batch_size:(pos + 1) * self.batch_size])
 
+    def indices_at(self, step: int, seed: int) -> np.ndarray:
+        """int64[batch_size]: the graphs of :meth:`batch_at` ``(step, seed)`` in slot order, -1 for
+        the empty slots of a short batch (trailing). A pure function of ``(step, seed)``."""
+        if int(step) != step or step < 0:
+            raise ValueError(f"step must be a non-negative int, got {step}")
+        if int(seed) != seed or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed}")
+        epoch, pos = divmod(int(step), self.steps_per_epoch)
+        chosen = self.epoch_permutation(epoch, seed)[pos * self.batch_size:(pos + 1) * self.batch_size]
+        out = np.full(self.batch_size, -1, np.int64)
+        out[:chosen.shape[0]] = chosen
+        return out
+
+    def make_slots(self, indices: Sequence[int]) -> Batch:
+        """The padded batch of ``batch_size`` slots holding graph ``indices[s]`` in slot ``s``.
+
+        ``indices`` has ``batch_size`` entries: graphs first, then -1 for empty slots (a block
+        of a short batch, as cut from :meth:`indices_at`); all -1 gives a batch without real
+        graphs (its first graph has no node, the second holds the padding). The same shapes
+        and dtypes as :meth:`make_batch`, which it calls when there is at least one graph.
+        """
+        indices = np.asarray(indices, np.int64).reshape(-1)
+        if indices.shape[0] != self.batch_size:
+            raise ValueError(f"make_slots needs {self.batch_size} slot indices, got {indices.shape[0]}")
+        k = int(np.sum(indices >= 0))
+        if np.any(indices[:k] < 0) or np.any(indices[k:] != -1):
+            raise ValueError(f"slot indices must be graphs first, then -1 for empty slots, got {indices.tolist()}")
+        if k:
+            return self.make_batch(indices[:k])
+        empty = graphs.GraphsTuple(
+            nodes=np.zeros((0, 1), np.float32), edges=np.zeros((0, 1), np.float32) if self.complete else None,
+            globals=None, senders=np.zeros(0, np.int32), receivers=np.zeros(0, np.int32),
+            n_node=np.zeros(1, np.int32), n_edge=np.zeros(1, np.int32))
+        b, n = self.batch_size, self.n_max
+        return Batch(graph=graphs.pad(empty, n_node=self.n_node, n_edge=self.n_edge, n_graph=self.n_graph),
+                     adjacency=np.zeros((b, n, n), np.float32), mask=np.zeros((b, n), bool),
+                     sizes=np.zeros(b, np.int32), graph_mask=np.zeros(b, bool), indices=np.full(b, -1, np.int32))
+
     def iterate_once(self) -> Iterator[Batch]:
         """Every graph of the split once, in order (for evaluation); the last batch may be short."""
         for start in range(0, self.num_graphs, self.batch_size):
@@ -392,3 +438,16 @@ class GraphBatcher:
         all_indices[:k] = indices
         return Batch(graph=graph, adjacency=adjacency, mask=np.arange(n)[None, :] < sizes[:, None],
                      sizes=sizes, graph_mask=np.arange(b) < k, indices=all_indices)
+
+
+def stack_blocks(blocks: Sequence[Batch]) -> Batch:
+    """One process's share of a data-parallel batch: ``len(blocks)`` padded batches of ``b``
+    slots each (same batcher, e.g. :meth:`GraphBatcher.make_slots`) as one :class:`Batch`
+    whose ``graph`` leaves have a leading block axis ``[len(blocks), ...]`` and whose
+    per-graph leaves (``adjacency``, ``mask``, ...) are concatenated, ``[len(blocks) * b, ...]``
+    (block ``j`` holds rows ``j * b .. (j + 1) * b - 1``)."""
+    if not blocks:
+        raise ValueError("stack_blocks needs at least one block")
+    graph = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[blk.graph for blk in blocks])
+    rest = {f: np.concatenate([np.asarray(getattr(blk, f)) for blk in blocks]) for f in Batch._fields[1:]}
+    return Batch(graph=graph, **rest)

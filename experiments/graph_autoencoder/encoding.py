@@ -95,7 +95,16 @@ class ExactRanks:
 
 
 def build(cfg: Config, row: str):
-    """``(forward, init)`` of a row: ``forward(params, key, batch, exact_ranks) -> logits``."""
+    """``(forward, init)`` of a row: ``forward(params, key, batch, exact_ranks) -> (logits, pair mask)``,
+    each ``[B, n_max, n_max]`` with ``B = cfg.batch_size``.
+
+    ``batch`` is a :class:`~experiments.graph_autoencoder.data.Batch`: one padded graph of
+    ``B`` slots, or (data parallelism) ``D`` blocks of ``B / D`` slots from
+    :func:`~experiments.graph_autoencoder.data.stack_blocks`, whose ``graph`` leaves have a
+    leading block axis: the encoding is drawn on the dense ``[B, ...]`` leaves as for one batch,
+    and every block goes through the model on its own (``jax.vmap``), so the logits of a graph
+    do not depend on the blocking (real graphs' outputs do not depend on the padding).
+    ``init`` takes an unblocked batch."""
     model = models.graph_autoencoder(cfg.n_max, cfg.hidden, cfg.latent, cfg.num_layers)
     _, where, extras = pe_kind(row)
     enc = row_encoding(row, cfg)
@@ -112,12 +121,24 @@ def build(cfg: Config, row: str):
             pe.append(laplacian.apply(jax.random.fold_in(key, 1), {}, batch.adjacency, batch.mask))
         return jnp.concatenate(pe, axis=-1)
 
+    def apply_model(model_params, graph, pe, num_graphs):
+        enc_pe = graphs.dense_to_nodes(graph, pe) if where == "encoder" else None
+        dec_pe = pe if where == "decoder" else None
+        return model.apply(model_params, graph, encoder_pe=enc_pe, decoder_pe=dec_pe, num_graphs=num_graphs)
+
     def forward(params, key, batch, exact_ranks):
         pe = encoding(params, key, batch, exact_ranks)
-        enc_pe = graphs.dense_to_nodes(batch.graph, pe) if where == "encoder" else None
-        dec_pe = pe if where == "decoder" else None
-        return model.apply(params["model"], batch.graph, encoder_pe=enc_pe, decoder_pe=dec_pe,
-                           num_graphs=cfg.batch_size)
+        if np.ndim(batch.graph.n_node) == 1:
+            return apply_model(params["model"], batch.graph, pe, cfg.batch_size)
+        # Data-parallel blocks (data.stack_blocks): graph leaves [D, ...], per-graph leaves [B, ...];
+        # block j is the padded batch of rows j b .. (j + 1) b - 1, decoded on its own (vmap).
+        blocks, rows = np.shape(batch.graph.n_node)[0], pe.shape[0]
+        if rows % blocks:
+            raise ValueError(f"{rows} graph rows cannot be cut into {blocks} blocks of the batch's graph")
+        pe = pe.reshape((blocks, rows // blocks) + pe.shape[1:])
+        per_block = jax.vmap(lambda graph, x: apply_model(params["model"], graph, x, rows // blocks))
+        logits, pairs = per_block(batch.graph, pe)
+        return logits.reshape((rows,) + logits.shape[2:]), pairs.reshape((rows,) + pairs.shape[2:])
 
     def init(key, batch):
         k_model, k_v = jax.random.split(key)

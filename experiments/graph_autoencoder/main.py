@@ -50,6 +50,16 @@ beside the ``none`` row.
     python -m experiments.graph_autoencoder --preset cpu     # 8 rows x 3 seeds, ~55 min on 2 cores
     python -m experiments.graph_autoencoder --preset paper   # the benchmark's budget, accelerator
     python -m experiments.graph_autoencoder --preset cpu --encodings sympe,none --seeds 0 --num-steps 2000
+    python -m experiments.launch --num-processes 2 -- python -m experiments.graph_autoencoder --preset demo --tag smoke
+
+Several processes (hosts; docs/distributed.md): ``--distributed``, or automatically under
+``python -m experiments.launch``, SLURM (``srun``) or a multi-host TPU slice, joins one run of
+``jax.distributed``. With several devices in all whose number divides ``batch_size``, every
+training batch is cut into one block of ``batch_size / devices`` graphs per device, each its
+own padded jraph batch (``data.stack_blocks``), and each process builds only its own blocks;
+otherwise (e.g. the ``paper`` preset's batch of one graph) every process builds the whole batch
+and every device computes all of it. Every process evaluates on its own copy of the
+parameters; process 0 alone prints and writes the result files, summary and figures.
 
 Runs checkpoint under runs/graph_autoencoder/<preset>-<config hash>/<row>_seed<k>/ and resume; finished runs
 (result file with the same config) are skipped; ``--force`` deletes the run directory and retrains.
@@ -79,7 +89,7 @@ from sympe_jax import canonicalize
 from sympe_jax.exact import automorphisms
 
 from experiments._lib import config as common
-from experiments._lib import rundir
+from experiments._lib import distributed, rundir
 from experiments._lib import train as training
 from experiments.graph_autoencoder import data as erdos_renyi
 from experiments.graph_autoencoder import floors, models
@@ -142,6 +152,23 @@ def make_batcher(adjs, cfg: Config, n_edge: int | None) -> erdos_renyi.GraphBatc
                                     complete=cfg.message_graph == "complete")
 
 
+def data_parallel_blocks(cfg: Config) -> int:
+    """Blocks a training batch is cut into: one per device of the run (every process's) when
+    there are several and they divide ``batch_size``, else 1 (the whole batch, replicated).
+
+    A jraph batch is one graph of its graphs (node and edge arrays of the whole batch, indices
+    into them), so it cannot be sharded by rows; a block is a padded batch of its own.
+    """
+    devices = jax.device_count()
+    return devices if devices > 1 and cfg.batch_size % devices == 0 else 1
+
+
+def _say(*args) -> None:
+    """``print`` (flushed) in process 0 only."""
+    if distributed.is_main():
+        print(*args, flush=True)
+
+
 def load_splits(cfg: Config):
     if cfg.dataset != "erdos_renyi":
         raise ValueError("only the erdos_renyi dataset is wired in this script")
@@ -152,6 +179,8 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: p
     """Train and evaluate one (row, seed), or return its result file's record if it exists.
     ``force`` retrains from scratch: the run directory is deleted, nothing resumes."""
     out_path, old = common.finished_run(common.results_dir(root, "graph_autoencoder", cfg), cfg, row, seed, force)
+    if not distributed.all_ok(old is not None):   # several processes: all skip, or all train
+        old = None
     if old is not None:
         return old
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -166,10 +195,31 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: p
     forward, init = build(cfg, row)
     dummy_ranks = np.tile(np.arange(cfg.n_max, dtype=np.int32), (cfg.batch_size, 1))
 
-    def batch_fn(i):
+    def whole_batch(i):   # a pure function of i: exact resume
         batch = batcher.batch_at(i, seed)
         ranks = exact_train.sample(batch.indices, np.random.default_rng([seed, i])) if exact_train else dummy_ranks
         return batch, ranks
+
+    blocks = data_parallel_blocks(cfg)
+    if blocks > 1:   # one padded block of b graphs per device, with the edge budget of b graphs
+        b = cfg.batch_size // blocks
+        block_edges = erdos_renyi.max_edges_per_batch(list(train_adjs) + list(val_adjs) + list(test_adjs), b,
+                                                      complete=cfg.message_graph == "complete")
+        block_batcher = make_batcher(train_adjs, dataclasses.replace(cfg, batch_size=b), block_edges)
+
+    def rows(i, index, count):
+        """Process ``index`` of ``count``: its rows of batch ``i``, as its blocks (pure in (i, index, count))."""
+        if blocks == 1:
+            return whole_batch(i)   # every process builds the whole batch, which is replicated
+        idx = batcher.indices_at(i, seed)
+        mine = distributed.local_rows(cfg.batch_size, index, count)
+        batch = erdos_renyi.stack_blocks([block_batcher.make_slots(part)
+                                          for part in np.split(idx[mine], blocks // count)])
+        # the exact row draws the ranks of the whole batch from one generator, as a single process does
+        ranks = exact_train.sample(idx, np.random.default_rng([seed, i])) if exact_train else dummy_ranks
+        return batch, ranks[mine]
+
+    batch_fn = distributed.per_process(rows)
 
     def loss_fn(params, data_, key):
         batch, ranks = data_
@@ -203,17 +253,20 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: p
                                 select_metric="val_bce", select_mode="min")
     optimizer = training.make_optimizer(cfg.learning_rate, cfg.num_steps, warmup_steps=cfg.warmup_steps,
                                         clip_norm=cfg.clip_norm or None, weight_decay=cfg.weight_decay)
-    workdir = common.run_workdir(root, "graph_autoencoder", cfg, row, seed, force=force)
-    print(f"[{row} seed {seed}] training {cfg.num_steps} steps ({workdir.relative_to(root)})", flush=True)
+    workdir = common.run_workdir(root, "graph_autoencoder", cfg, row, seed, force=force and distributed.is_main())
+    distributed.barrier(f"run directory of {row} seed {seed}")   # several processes: after process 0's --force
+    _say(f"[{row} seed {seed}] training {cfg.num_steps} steps ({workdir.relative_to(root)})")
     t0 = time.time()
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
-                            key=k_train, workdir=workdir, eval_fn=eval_fn, batch_spec=PartitionSpec())
+                            key=k_train, workdir=workdir, eval_fn=eval_fn,
+                            batch_spec=None if blocks > 1 else PartitionSpec())
     wall = time.time() - t0
-    test = evaluate(forward, result.best_params, k_test, test_batches, test_ranks(k_test))
+    best = distributed.local_copy(result.best_params)   # several processes: this process's replica
+    test = evaluate(forward, best, k_test, test_batches, test_ranks(k_test))
     train_batches, train_ranks = eval_batches(train_adjs[:500])
-    train_sub = evaluate(forward, result.best_params, k_test, train_batches, train_ranks(jax.random.fold_in(k_test, 3)))
+    train_sub = evaluate(forward, best, k_test, train_batches, train_ranks(jax.random.fold_in(k_test, 3)))
     shows = showcase_graphs(test_adjs)
-    preds = predict_dense(forward, result.best_params, jax.random.fold_in(k_test, 9), list(shows.values()), cfg, n_edge)
+    preds = predict_dense(forward, best, jax.random.fold_in(k_test, 9), list(shows.values()), cfg, n_edge)
     record = {
         "row": row, "label": LABELS[row], "seed": seed, "config": cfg_dict,
         "test": test, "train_subset": train_sub, "best_step": result.best_step,
@@ -224,11 +277,15 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: p
         "train_wall_time_s": round(wall, 1), "steps_per_second": result.steps_per_second,
         "versions": {"jax": jax.__version__, "python": platform.python_version()},
     }
+    if jax.process_count() > 1 or jax.device_count() > 1:
+        record["parallel"] = {"process_count": jax.process_count(), "device_count": jax.device_count(),
+                              "batch_blocks": blocks}
     if row_encoding(row, cfg).learns_scores:
-        record["scorer"] = scorer_diagnostics(loss_fn, params, result.best_params, batch_fn(0), test_adjs, cfg)
-    training.save_json(out_path, record)
-    print(f"[{row} seed {seed}] test edge error {test['edge_error_pct']:.3f}% F1 {test['f1']:.4f} "
-          f"(best step {result.best_step}, {wall:.0f}s)", flush=True)
+        record["scorer"] = scorer_diagnostics(loss_fn, params, best, whole_batch(0), test_adjs, cfg)
+    if distributed.is_main():
+        training.save_json(out_path, record)
+    _say(f"[{row} seed {seed}] test edge error {test['edge_error_pct']:.3f}% F1 {test['f1']:.4f} "
+         f"(best step {result.best_step}, {wall:.0f}s)")
     return record
 
 
@@ -434,16 +491,20 @@ def parse_args(argv=None):
     return cfg, args
 
 
+@distributed.fail_fast
 @rundir.exit_on_run_error
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
+    distributed.initialize(args.distributed)
     command = common.command_line("graph_autoencoder", argv)
-    print(f"graph autoencoder, preset {cfg.preset}: rows {cfg.encodings}, seeds {cfg.seeds}, {cfg.num_steps} steps", flush=True)
+    _say(f"graph autoencoder, preset {cfg.preset}: rows {cfg.encodings}, seeds {cfg.seeds}, {cfg.num_steps} steps")
     t0 = time.time()
     data = load_splits(cfg)
     out_dir = common.results_dir(ROOT, "graph_autoencoder", cfg)
     cfg, records, complete = common.collect_records(
         cfg, args, out_dir, lambda row, seed: run_one(cfg, row, seed, data, args.force))
+    if not distributed.is_main():   # process 0 writes the summary and the figures
+        return 0
     others = tuple(r for r in EXTRA_ROWS if r not in cfg.encodings)
     extra = common.existing_records(out_dir, dataclasses.replace(cfg, encodings=others), others, "row")
     on_demand = tuple(r for r in others if any(x["row"] == r for x in extra))
