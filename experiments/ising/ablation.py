@@ -32,9 +32,12 @@ from experiments.ising import main as ising_main
 ROOT = ising_main.ROOT
 
 BASE = dataclasses.replace(ising_main.Config(), features=(8, 8, 8), pe_features=4, learning_rate=3e-3,
-                           num_steps=2500, plane_fraction=0.5, atol=1e-4)
-"""The ``cpu`` preset, its fields spelled out so that a later change of the preset does not move the
-ablation (every variant changes one or two fields of it)."""
+                           num_steps=2500, batch_size=16, plane_fraction=0.5, atol=1e-4, antiferro_fraction=0.0,
+                           antiferro_until=1.0, relax_fraction=0.0, relax_ramp=0.2, anneal_temperature=0.0,
+                           anneal_fraction=0.5)
+"""The ``cpu`` preset before the fix (expected energy throughout, no extra antiferromagnetic data),
+its fields spelled out so that a later change of the preset does not move the ablation (every
+variant changes one or two fields of it)."""
 
 VARIANTS: dict[str, tuple[str, dict]] = {
     "base": ("the cpu preset", {}),
@@ -51,6 +54,18 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "batch_64_lr_1e-3": ("64 Hamiltonians per step and peak learning rate 1e-3", {"batch_size": 64, "learning_rate": 1e-3}),
     "invariant_inputs": ("the phase given as linear input: channels J_x + J_y and abs(J_x - J_y)",
                          {"invariant_inputs": True}),
+    "anneal": ("deterministic annealing: free energy at tau_0 = 2.5 (|J_x| + |J_y|), linearly to 0 over 60% of "
+               "the steps", {"anneal_temperature": 2.5, "anneal_fraction": 0.6}),
+    "antiferro_0.3": ("30% of training Hamiltonians from the antiferromagnetic quadrant", {"antiferro_fraction": 0.3}),
+    "relax": ("relaxed (spherical) energy for 40% of the steps, then a crossover to the expected energy over 20%",
+              {"relax_fraction": 0.4, "relax_ramp": 0.2}),
+    "relax_antiferro_0.3": ("both", {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3}),
+    "fix_batch_16": ("relaxed energy, 30% antiferromagnetic data for the first 20% of the steps only (the fix at "
+                     "16 Hamiltonians per step)", {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3,
+                                                   "antiferro_until": 0.2}),
+    "fix": ("relaxed energy, 30% antiferromagnetic data for the first 20% of the steps only, 64 Hamiltonians "
+            "per step: the cpu preset now", {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3,
+                                            "antiferro_until": 0.2, "batch_size": 64}),
 }
 
 

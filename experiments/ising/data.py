@@ -59,6 +59,8 @@ __all__ = [
     "energy_const",
     "expected_energy",
     "mean_from_logits",
+    "entropy_from_logits",
+    "relaxed_energy",
     "e_min",
     "e_inv",
     "ground_state_phase",
@@ -347,6 +349,33 @@ def expected_energy(m: jax.Array, bonds: jax.Array, h=0.0) -> jax.Array:
         float[...] expected energy per site.
     """
     return _checked_energy(jnp.asarray(m), bonds, h, "expected_energy")
+
+
+def relaxed_energy(logits: jax.Array, bonds: jax.Array, h=0.0, eps: float = 1e-2) -> jax.Array:
+    """Energy per site of the spherical relaxation: the spins replaced by the real field
+    ``logits / rms(logits)`` (unit mean square over the lattice): [..., L, L] -> [...].
+
+    With constant couplings and ``h = 0`` this is a Rayleigh quotient of the coupling matrix, whose
+    eigenvectors are the Fourier modes with eigenvalues ``-(J_x cos k_x + J_y cos k_y)``: its
+    minimum is the ground-state mode (uniform, stripes or checkerboard) and every other mode is a
+    saddle, never a local minimum. The expected energy of independent spins, in contrast, has a
+    local minimum at every saturated ordered state that no single flip improves (stripes on an
+    antiferromagnetic Hamiltonian, for one), which a network that found that state first does not
+    leave. ``eps`` keeps the gradient finite at all-zero logits.
+    """
+    logits = jnp.asarray(logits)
+    rms = jnp.sqrt(jnp.mean(logits ** 2, axis=(-2, -1), keepdims=True) + eps)
+    return expected_energy(logits / rms, bonds, h)
+
+
+def entropy_from_logits(logits: jax.Array) -> jax.Array:
+    """Entropy in nats of each spin with ``P(sigma = +1) = sigmoid(logit)``: [...] -> [...].
+
+    ``p softplus(-l) + (1 - p) softplus(l)``, finite for every finite logit (0 as |l| -> inf).
+    """
+    logits = jnp.asarray(logits)
+    p = jax.nn.sigmoid(logits)
+    return p * jax.nn.softplus(-logits) + (1 - p) * jax.nn.softplus(logits)
 
 
 def mean_from_logits(logits: jax.Array) -> jax.Array:

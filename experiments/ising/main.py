@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments._lib import config as common
-from experiments._lib import rundir
+from experiments._lib import distributed, rundir
 from experiments._lib import train as training
 from experiments._lib.config import option
 from experiments.ising import data as ising
@@ -52,14 +52,16 @@ LABELS = {"none": "G-CNN, no symmetry breaking", "noise": "G-CNN + Gaussian nois
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    LATE_DEFAULTS: ClassVar[dict] = {"atol": 1e-4, "invariant_inputs": False}   # fields added after runs were recorded
+    LATE_DEFAULTS: ClassVar[dict] = {"atol": 1e-4, "invariant_inputs": False,   # fields added after runs were recorded
+                                     "antiferro_fraction": 0.0, "antiferro_until": 1.0, "relax_fraction": 0.0, "relax_ramp": 0.2,
+                                     "anneal_temperature": 0.0, "anneal_fraction": 0.5}
 
     preset: str = option("cpu", "preset name (with --tag: <preset>-<tag>), the prefix of result files")
     L: int = option(8, "side of the periodic lattice (even)")
     features: tuple[int, ...] = option((8, 8, 8), "comma-separated channels of the G-CNN layers")
     scorer_features: tuple[int, ...] = option((4,), "comma-separated channels of SymPE's scoring G-CNN")
     pe_features: int = option(4, "channels of the symmetry-breaking encoding")
-    batch_size: int = option(16, "Hamiltonians per training step")
+    batch_size: int = option(64, "Hamiltonians per training step")
     num_steps: int = option(2500, "training steps")
     learning_rate: float = option(3e-3, "peak learning rate (warmup, then cosine decay)")
     warmup_steps: int = option(100, "linear learning-rate warmup steps")
@@ -77,6 +79,17 @@ class Config:
     atol: float = option(1e-4, "tie tolerance of SymPE's argmax over the lifted scores")
     invariant_inputs: bool = option(False, "add the D4-invariant bond scalars [J_x + J_y, |J_x - J_y|] as input "
                                            "channels (the phase becomes linear in the input)")
+    antiferro_fraction: float = option(0.3, "share of training Hamiltonians drawn from the antiferromagnetic quadrant "
+                                            "(J_x, J_y ~ U(-3, 0)) instead of the mixture above, early in training")
+    antiferro_until: float = option(0.2, "share of the training steps during which antiferro_fraction applies "
+                                         "(later steps: the mixture above, balanced across every phase boundary)")
+    relax_fraction: float = option(0.4, "share of the training steps on the relaxed (spherical) energy, before the "
+                                        "crossover to the expected energy (0: expected energy throughout)")
+    relax_ramp: float = option(0.2, "share of the training steps over which the loss crosses linearly from the "
+                                    "relaxed to the expected energy")
+    anneal_temperature: float = option(0.0, "initial temperature tau_0 of the annealed free-energy loss, in units of "
+                                            "|J_x| + |J_y| per Hamiltonian (0: the plain expected energy)")
+    anneal_fraction: float = option(0.5, "share of the training steps over which tau decays linearly to 0")
 
 
 PRESETS = {
@@ -89,8 +102,11 @@ PRESETS = {
 }
 
 
-def sample_train_params(rng: np.random.Generator, n: int, plane_fraction: float) -> tuple[np.ndarray, ...]:
-    """Training Hamiltonians: the paper's law mixed with the uniform (J_x, J_y) plane."""
+def sample_train_params(rng: np.random.Generator, n: int, plane_fraction: float,
+                        antiferro_fraction: float = 0.0) -> tuple[np.ndarray, ...]:
+    """Training Hamiltonians: the paper's law mixed with the uniform (J_x, J_y) plane, and with
+    probability ``antiferro_fraction`` the antiferromagnetic quadrant (J_x, J_y ~ U(-3, 0))
+    instead. Returns float32[n] arrays ``(jx, jy, h)``; ``h ~ U(0, 2)`` always."""
     jy = rng.uniform(-3, 3, n)
     jx = np.ones(n)
     swap = rng.random(n) < 0.5
@@ -99,6 +115,10 @@ def sample_train_params(rng: np.random.Generator, n: int, plane_fraction: float)
     jx = np.where(plane, rng.uniform(-3, 3, n), jx)
     jy = np.where(plane, rng.uniform(-3, 3, n), jy)
     h = rng.uniform(0, 2, n)
+    if antiferro_fraction > 0:      # drawn after h, so that 0 keeps the earlier draws exactly
+        af = rng.random(n) < antiferro_fraction
+        jx = np.where(af, rng.uniform(-3, 0, n), jx)
+        jy = np.where(af, rng.uniform(-3, 0, n), jy)
     return tuple(a.astype(np.float32) for a in (jx, jy, h))
 
 
@@ -107,6 +127,46 @@ def plane_params(seed: int, n: int) -> tuple[np.ndarray, ...]:
     """Held-out Hamiltonians uniform on the (J_x, J_y) plane, [-3, 3]^2, h ~ U(0, 2): every phase,
     the checkerboard included (a quarter of them), which the paper's law never produces."""
     return sample_train_params(np.random.default_rng([seed, 0]), n, plane_fraction=1.0)
+
+
+def antiferro_share(cfg: Config, step: int) -> float:
+    """Share of the training Hamiltonians of update ``step`` drawn from the antiferromagnetic
+    quadrant: ``antiferro_fraction`` for the first ``antiferro_until`` of the steps, then 0.
+
+    Early, the extra checkerboard data lets that phase emerge on every seed instead of losing the
+    race to the stripes (which the uniform plane gives twice the data); later, the mixture alone
+    keeps the density of training Hamiltonians equal on both sides of every phase boundary, where
+    extra antiferromagnetic data would pull the learned boundary into the stripe phases.
+    """
+    return cfg.antiferro_fraction if step < cfg.antiferro_until * cfg.num_steps else 0.0
+
+
+def relax_weight(cfg: Config, step: int) -> float:
+    """Weight of the relaxed energy in the loss at update ``step``: 1 for the first
+    ``relax_fraction`` of the steps, then a linear crossover over ``relax_ramp`` of them to 0 (the
+    expected energy alone). See :func:`experiments.ising.data.relaxed_energy` for why."""
+    if cfg.relax_fraction <= 0:
+        return 0.0
+    start, ramp = cfg.relax_fraction * cfg.num_steps, cfg.relax_ramp * cfg.num_steps
+    if ramp <= 0:
+        return float(step < start)
+    return float(min(1.0, max(0.0, 1.0 - (step - start) / ramp)))
+
+
+def temperature(cfg: Config, step: int) -> float:
+    """tau at update ``step``: ``anneal_temperature``, decaying linearly to 0 over the first
+    ``anneal_fraction`` of the steps, then 0 (the loss is then the plain expected energy).
+
+    The loss is the mean-field free energy ``e - tau (|J_x| + |J_y|) s`` per site, ``s`` the mean
+    entropy of the spins. Measured in units of ``|J_x| + |J_y|``, every Hamiltonian's ground-state
+    mode (ferromagnetic, stripes or checkerboard) leaves the disordered state at the same
+    ``tau = 2`` and every competing mode only below it, so annealing through ``tau = 2`` lets each
+    Hamiltonian order in its own ground-state mode first (deterministic annealing).
+    """
+    if cfg.anneal_temperature <= 0:
+        return 0.0
+    span = max(cfg.anneal_fraction * cfg.num_steps, 1.0)
+    return float(cfg.anneal_temperature * max(0.0, 1.0 - step / span))
 
 
 def make_model(cfg: Config, method: str) -> LatticeModel:
@@ -168,7 +228,7 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
     where the result file goes (default: the experiment's results directory)."""
     out_dir = common.results_dir(root, "ising", cfg) if out_dir is None else out_dir
     out_path, old = common.finished_run(out_dir, cfg, method, seed, force)
-    if old is not None:
+    if distributed.all_ok(old is not None):   # several processes: all skip, or all train
         return old
     cfg_dict = dataclasses.asdict(cfg)
     L = cfg.L
@@ -178,14 +238,25 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
     params = model.init(k_init, jax.random.key(0), jnp.zeros((1, L, L, 5)))
 
     def loss_fn(p, batch, k):
-        jx, jy, h = batch
+        jx, jy, h, tau, w = batch
         logits = model.apply(p, k, ising.to_input(jx, jy, h, L))
-        e = ising.expected_energy(ising.mean_from_logits(logits), ising.constant_bonds(jx, jy, L), h[:, None, None])
+        bonds, field = ising.constant_bonds(jx, jy, L), h[:, None, None]
+        e = ising.expected_energy(ising.mean_from_logits(logits), bonds, field)
+        f = e - tau * (jnp.abs(jx) + jnp.abs(jy)) * jnp.mean(ising.entropy_from_logits(logits), axis=(-2, -1))
+        loss = w * ising.relaxed_energy(logits, bonds, field) + (1 - w) * f
         gap = e - ising.e_min(jx, jy, h)
-        return jnp.mean(e), {"expected_gap": jnp.mean(gap)}
+        return jnp.mean(loss), {"expected_gap": jnp.mean(gap), "temperature": jnp.mean(tau),
+                                "relax_weight": jnp.mean(w)}
 
-    def batch_fn(i):
-        return sample_train_params(np.random.default_rng([seed, i]), cfg.batch_size, cfg.plane_fraction)
+    def rows(i, index, count):
+        jx, jy, h = sample_train_params(np.random.default_rng([seed, i]), cfg.batch_size, cfg.plane_fraction,
+                                        antiferro_share(cfg, i))
+        mine = distributed.local_rows(cfg.batch_size, index, count)
+        jx, jy, h = jx[mine], jy[mine], h[mine]
+        # the schedules travel as per-row columns, so that the batch shards like the rest
+        return jx, jy, h, np.full_like(jx, temperature(cfg, i)), np.full_like(jx, relax_weight(cfg, i))
+
+    batch_fn = distributed.per_process(rows)
 
     val = ising.sample_params(jax.random.key(cfg.eval_seed + 1), 128)
 
@@ -197,19 +268,21 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
                                 checkpoint_every=cfg.checkpoint_every, log_every=50, progress=True)
     optimizer = training.make_optimizer(cfg.learning_rate, cfg.num_steps, warmup_steps=cfg.warmup_steps,
                                         clip_norm=cfg.clip_norm)
-    workdir = common.run_workdir(root, "ising", cfg, method, seed, force=force)
-    print(f"[{method} seed {seed}] training {cfg.num_steps} steps (workdir {workdir.relative_to(root)})", flush=True)
+    workdir = common.run_workdir(root, "ising", cfg, method, seed, force=force and distributed.is_main())
+    distributed.barrier(f"run directory of {method} seed {seed}")   # several processes: after process 0's --force
+    _say(f"[{method} seed {seed}] training {cfg.num_steps} steps (workdir {workdir.relative_to(root)})")
     t0 = time.time()
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
                             key=k_train, workdir=workdir, eval_fn=eval_fn)
     train_time = time.time() - t0
+    params = distributed.local_copy(result.params)
     test = ising.sample_params(jax.random.key(cfg.eval_seed), cfg.num_eval)
-    ev = evaluate(model, result.params, jax.random.key(cfg.eval_seed + 2), test.jx, test.jy, test.h, L)
+    ev = evaluate(model, params, jax.random.key(cfg.eval_seed + 2), test.jx, test.jy, test.h, L)
     plane = plane_params(cfg.eval_seed + 4, cfg.num_eval)
-    pev = evaluate(model, result.params, jax.random.key(cfg.eval_seed + 5), *plane, L)
+    pev = evaluate(model, params, jax.random.key(cfg.eval_seed + 5), *plane, L)
     grid_vals = np.linspace(-3, 3, cfg.grid_n).astype(np.float32)
     grid = ising.grid_params(grid_vals, grid_vals, cfg.grid_h)
-    gev = evaluate(model, result.params, jax.random.key(cfg.eval_seed + 3), grid.jx, grid.jy, grid.h, L)
+    gev = evaluate(model, params, jax.random.key(cfg.eval_seed + 3), grid.jx, grid.jy, grid.h, L)
     gsum = summarize(gev)
     record = {
         "method": method, "label": LABELS[method], "seed": seed, "config": cfg_dict,
@@ -225,11 +298,18 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
         "versions": {"jax": jax.__version__, "python": platform.python_version()},
         "device": jax.devices()[0].platform,
     }
-    training.save_json(out_path, record)
     t = record["test"]
-    print(f"[{method} seed {seed}] gap argmax {t['gap_argmax']:.4f} sampled {t['gap_sampled']:.4f} | "
-          f"stripes solved {t['stripe_solved_argmax']:.3f} | {train_time:.0f}s", flush=True)
+    if distributed.is_main():
+        training.save_json(out_path, record)
+    _say(f"[{method} seed {seed}] gap argmax {t['gap_argmax']:.4f} sampled {t['gap_sampled']:.4f} | "
+         f"stripes solved {t['stripe_solved_argmax']:.3f} | {train_time:.0f}s")
     return record
+
+
+def _say(*args) -> None:
+    """``print`` (flushed) in process 0 only."""
+    if distributed.is_main():
+        print(*args, flush=True)
 
 
 def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
@@ -297,16 +377,20 @@ def parse_args(argv=None):
     return cfg, args
 
 
+@distributed.fail_fast
 @rundir.exit_on_run_error
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
+    distributed.initialize(args.distributed)
     command = common.command_line("ising", argv)
-    print(f"Ising experiment, preset {cfg.preset}: L={cfg.L}, {cfg.num_steps} steps, methods {cfg.encodings}, "
-          f"seeds {cfg.seeds}", flush=True)
+    _say(f"Ising experiment, preset {cfg.preset}: L={cfg.L}, {cfg.num_steps} steps, methods {cfg.encodings}, "
+         f"seeds {cfg.seeds}")
     t0 = time.time()
     out_dir = common.results_dir(ROOT, "ising", cfg)
     cfg, records, _ = common.collect_records(cfg, args, out_dir, lambda m, s: run_one(cfg, m, s, args.force),
                                              names="encodings", field="method")
+    if not distributed.is_main():
+        return 0
     summary = aggregate(cfg, records, command)
     summary["wall_time_s"] = round(time.time() - t0, 1)       # this process (summarize-only: no training)
     summary["runs_train_wall_time_s"] = round(sum(r["train_wall_time_s"] for r in records), 1)
