@@ -419,6 +419,28 @@ def digress_sampling_section() -> str | None:
     return "\n".join(lines)
 
 
+def symmetric_shapes_section() -> str | None:
+    summary = _load(RESULTS / "symmetric_shapes" / "summary.json")
+    if summary is None:
+        return None
+    cfg = summary["config"]
+    lines = [f"Preset `{summary['preset']}` ({cfg['num_steps']} steps of batch {cfg['batch_size']}, "
+             f"{len(summary['seeds'])} seeds: mean ± std over seeds). Command: `{_command(summary['command'])}`. "
+             f"Loss = min over the shape's point group of the relative squared error, on {summary['num_eval']} "
+             f"test shapes; solved = relative error below {summary['solved_tol']}. "
+             f"Floor of any symmetry-preserving model on this test set: {summary['floor_test_set']:.3f}.",
+             "", "| method | test loss | solved | " + " | ".join(f"solved: {n}" for n in summary["floors"]) + " |",
+             "|---|---|---|" + "---|" * len(summary["floors"])]
+    for m in summary["methods"]:
+        r = summary["rows"][m]
+        per = " | ".join(f"{_mean_std(r['per_shape_solved'][n])[0]:.2f}" for n in summary["floors"])
+        lines.append(f"| {r['label']} | {_fmt(*_mean_std(r['loss']))} | {_fmt(*_mean_std(r['solved']), digits=2)} | {per} |")
+    lines += ["", "Exact floors per shape (1 - 1/m, m = the pushed vertex's orbit): " + ", ".join(
+        f"{n} {f:.3f}" for n, f in summary["floors"].items()) + ".",
+        "", "![Predicted displacements](results/symmetric_shapes/predictions.png)"]
+    return "\n".join(lines)
+
+
 def _reference_note(bench: dict) -> str:
     """How the PyTorch reference was measured, as the result file records it (without the notes file it
     cites, which is not part of this repository)."""
@@ -479,8 +501,33 @@ def gnn_encoder_section() -> str | None:
     return "\n".join(lines)
 
 
+def frames_section() -> str | None:
+    bench = _load(RESULTS / "benchmarks" / "frames.json")
+    if bench is None:
+        return None
+    env = bench["environment"]
+    lines = [f"Command: `{_command(bench['command'].strip())}`. Batches of {bench['batch']} randomly moved clouds "
+             f"(float32, atol {bench['atol']}), {bench['machine']}; medians of {bench['reps']} runs under "
+             "`jit(vmap(...))` (NumPy loop: of fewer runs); the exact kernel is timed on the number of clouds "
+             "shown and scaled to the batch. Ratios above 1 mean the point frame is faster. Load average at "
+             f"the start and end: {env['start']['loadavg'][0]:.1f}, {env['end']['loadavg'][0]:.1f}.", "",
+             "| clouds | n | point group order | point_frame (ms) | covariance_frame (ms) | haar_frame (ms) | NumPy loop (ms) "
+             "| exact kernel (ms, clouds timed) | NumPy loop / point_frame | exact / point_frame |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in bench["rows"]:
+        lines.append(f"| {r['label']} | {r['n']} | {', '.join(map(str, r['group_orders_found']))} | "
+                     f"{r['point_frame_ms']:.2f} | {r['covariance_frame_ms']:.2f} | {r['haar_frame_ms']:.2f} | "
+                     f"{r['numpy_loop_ms']:.1f} | {r['exact_kernel_ms_per_batch']:.0f} ({r['exact_clouds_timed']}) | "
+                     f"{_ratio(r['numpy_loop_over_point_frame'])} | {_ratio(r['exact_over_point_frame'])} |")
+    return "\n".join(lines)
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.0f}x" if x >= 10 else f"{x:.2g}x"
+
+
 def summary_section() -> str | None:
-    """One table of the three experiments for the README: one line per method of each preset, our
+    """One table of the four experiments for the README: one line per method of each preset, our
     headline number beside the paper's, each experiment linking to its docs page."""
     lines = ["| experiment | method | ours | paper |", "|---|---|---|---|"]
     ising = _load(RESULTS / "ising" / "summary.json")
@@ -503,9 +550,15 @@ def summary_section() -> str | None:
             nll = r["nll"] if len(r["seeds"]) > 1 else [r["nll"][0], r["nll_sem_within_seed"]]
             lines.append(f"| [DiGress on QM9](docs/digress_qm9.md): test NLL, nats per molecule | {r['label']} | "
                          f"{_fmt(*nll, 2)} | {'-' if r['paper_nll'] is None else r['paper_nll']} |")
+    sh = _load(RESULTS / "symmetric_shapes" / "summary.json")
+    if sh is not None:
+        for m in sh["methods"]:
+            r = sh["rows"][m]
+            lines.append(f"| [Symmetric shapes, E(3)](docs/symmetric_shapes.md): test loss (min over point group) | "
+                         f"{r['label']} | {_fmt(*_mean_std(r['loss']))} | - |")
     if len(lines) == 2:
         return None
-    seeds = sorted({len(x["seeds"]) for s in (ising, ae, dg) if s for x in s["rows"].values()})
+    seeds = sorted({len(x["seeds"]) for s in (ising, ae, dg, sh) if s for x in s["rows"].values()})
     lines += ["", f"Mean ± std over {' or '.join(map(str, seeds))} seeds at our CPU presets; lower is better "
               "everywhere. The paper's numbers are at its own, larger budgets (DiGress: T = 500 against our 100), "
               "so the orderings compare, not the values; `-`: no paper number recorded for that row."]
@@ -525,12 +578,15 @@ SECTIONS: dict[str, Callable[[], str | None]] = {
     "digress": digress_section,
     "digress_sampling": digress_sampling_section,
     "digress_step": digress_step_section,
+    "symmetric_shapes": symmetric_shapes_section,
+    "frames": frames_section,
 }
 
 
 # The files with generated sections, relative to the repository root. Sections are written with
 # links relative to the root; in docs/ they are rewritten relative to docs/.
-TARGETS = ("README.md", "docs/ising.md", "docs/graph_autoencoder.md", "docs/digress_qm9.md", "docs/benchmarks.md")
+TARGETS = ("README.md", "docs/ising.md", "docs/graph_autoencoder.md", "docs/digress_qm9.md", "docs/symmetric_shapes.md",
+           "docs/benchmarks.md")
 
 
 def _relink(body: str, prefix: str) -> str:

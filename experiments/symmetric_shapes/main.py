@@ -11,6 +11,14 @@ orbit); the symmetry breakers of :data:`sympe_jax.POINT_CLOUD_ENCODINGS` can. An
     python -m experiments.symmetric_shapes --preset demo     # 2 methods, 60 steps
     python -m experiments.symmetric_shapes --preset cpu      # 6 methods x 3 seeds on 2 CPU cores
     python -m experiments.symmetric_shapes --preset paper    # longer, wider, for an accelerator
+    python -m experiments.launch --num-processes 2 -- python -m experiments.symmetric_shapes --preset demo
+
+Several processes (hosts; docs/distributed.md): ``--distributed``, or automatically under
+``python -m experiments.launch``, SLURM (``srun``) or a multi-host TPU slice, joins one run of
+``jax.distributed``; every process generates the step's global batch of ``batch_size`` shapes
+(cheap, and the same as in one process) and trains on its own block of rows of it, every
+process evaluates, process 0 alone prints and writes the result files and the figure. The
+batch size must be a multiple of the number of processes.
 
 Runs are checkpointed under runs/symmetric_shapes/<preset>-<config hash>/<method>_seed<k>/; a run whose
 result file exists is not trained again (--force retrains). Writes
@@ -32,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments._lib import config as common
-from experiments._lib import rundir
+from experiments._lib import distributed, rundir
 from experiments._lib import train as training
 from experiments._lib.config import option
 from experiments.symmetric_shapes import data
@@ -80,6 +88,8 @@ def make_model(cfg: Config, method: str) -> ShapeModel:
 
 
 def evaluate(model, params, key, batch) -> dict[str, np.ndarray]:
+    # Plain single-device arrays: the train loop's params are replicated over all processes' devices.
+    params = distributed.local_copy(params)
     pred = jax.jit(lambda p, x, m, k: model.apply(p, x, m, rngs={"sympe": k}))(
         params, batch["points"], batch["mask"], key)
     err = data.relative_errors(np.asarray(pred, np.float64), batch["targets"].astype(np.float64), batch["mask"])
@@ -108,10 +118,18 @@ def figure_instances() -> dict[str, np.ndarray]:
     return batch
 
 
+def _say(*args) -> None:
+    """``print`` (flushed) in process 0 only."""
+    if distributed.is_main():
+        print(*args, flush=True)
+
+
 def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: pathlib.Path = ROOT,
             out_dir: pathlib.Path | None = None) -> dict:
     out_dir = common.results_dir(root, "symmetric_shapes", cfg) if out_dir is None else out_dir
     out_path, old = common.finished_run(out_dir, cfg, method, seed, force)
+    if not distributed.all_ok(old is not None):   # several processes: all skip, or all train
+        old = None
     if old is not None:
         return old
     model = make_model(cfg, method)
@@ -125,9 +143,12 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
         loss = data.relative_errors(pred, batch["targets"], batch["mask"])
         return jnp.mean(loss), {"solved": jnp.mean(jnp.sqrt(loss) < cfg.solved_tol)}
 
-    def batch_fn(i):
-        b = data.sample(np.random.default_rng([seed, i]), cfg.batch_size)
-        return {k: b[k] for k in ("points", "mask", "targets")}
+    def rows(i: int, index: int, count: int) -> dict:   # pure in (i, index, count): exact resume
+        b = data.sample(np.random.default_rng([seed, i]), cfg.batch_size)   # the global batch of step i
+        local = distributed.local_rows(cfg.batch_size, index, count)        # process `index`'s block of it
+        return {k: b[k][local] for k in ("points", "mask", "targets")}
+
+    batch_fn = distributed.per_process(rows)
 
     val = data.sample(np.random.default_rng([cfg.eval_seed, 1]), 128)
 
@@ -140,8 +161,9 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
                                 checkpoint_every=cfg.checkpoint_every, log_every=50, progress=True)
     optimizer = training.make_optimizer(cfg.learning_rate, cfg.num_steps, warmup_steps=cfg.warmup_steps,
                                         clip_norm=cfg.clip_norm)
-    workdir = common.run_workdir(root, "symmetric_shapes", cfg, method, seed, force=force)
-    print(f"[{method} seed {seed}] training {cfg.num_steps} steps (workdir {workdir.relative_to(root)})", flush=True)
+    workdir = common.run_workdir(root, "symmetric_shapes", cfg, method, seed, force=force and distributed.is_main())
+    distributed.barrier(f"run directory of {method} seed {seed}")   # several processes: after process 0's --force
+    _say(f"[{method} seed {seed}] training {cfg.num_steps} steps (workdir {workdir.relative_to(root)})")
     t0 = time.time()
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
                             key=k_train, workdir=workdir, eval_fn=eval_fn)
@@ -167,9 +189,12 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
         "versions": {"jax": jax.__version__, "python": platform.python_version()},
         "device": jax.devices()[0].platform,
     }
-    training.save_json(out_path, record)
+    if jax.process_count() > 1:
+        record["process_count"] = jax.process_count()
+    if distributed.is_main():
+        training.save_json(out_path, record)
     t = record["test"]
-    print(f"[{method} seed {seed}] loss {t['loss']:.4f} solved {t['solved']:.3f} | {train_time:.0f}s", flush=True)
+    _say(f"[{method} seed {seed}] loss {t['loss']:.4f} solved {t['solved']:.3f} | {train_time:.0f}s")
     return record
 
 
@@ -235,16 +260,19 @@ def parse_args(argv=None):
                                prog="python -m experiments.symmetric_shapes")
 
 
+@distributed.fail_fast
 @rundir.exit_on_run_error
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
+    distributed.initialize(args.distributed)
     command = common.command_line("symmetric_shapes", argv)
-    print(f"Symmetric shapes, preset {cfg.preset}: {cfg.num_steps} steps, methods {cfg.encodings}, seeds {cfg.seeds}",
-          flush=True)
+    _say(f"Symmetric shapes, preset {cfg.preset}: {cfg.num_steps} steps, methods {cfg.encodings}, seeds {cfg.seeds}")
     t0 = time.time()
     out_dir = common.results_dir(ROOT, "symmetric_shapes", cfg)
     cfg, records, _ = common.collect_records(cfg, args, out_dir, lambda m, s: run_one(cfg, m, s, args.force),
                                              names="encodings", field="method")
+    if not distributed.is_main():   # process 0 writes the summary and the figure
+        return 0
     summary = aggregate(cfg, records, command)
     summary["wall_time_s"] = round(time.time() - t0, 1)
     summary["runs_train_wall_time_s"] = round(sum(r["train_wall_time_s"] for r in records), 1)
