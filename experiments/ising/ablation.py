@@ -60,12 +60,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "relax": ("relaxed (spherical) energy for 40% of the steps, then a crossover to the expected energy over 20%",
               {"relax_fraction": 0.4, "relax_ramp": 0.2}),
     "relax_antiferro_0.3": ("both", {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3}),
-    "fix_batch_16": ("relaxed energy, 30% antiferromagnetic data for the first 20% of the steps only (the fix at "
-                     "16 Hamiltonians per step)", {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3,
-                                                   "antiferro_until": 0.2}),
-    "fix": ("relaxed energy, 30% antiferromagnetic data for the first 20% of the steps only, 64 Hamiltonians "
-            "per step: the cpu preset now", {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3,
-                                            "antiferro_until": 0.2, "batch_size": 64}),
+    "fix_batch_16": ("relaxed energy, 30% antiferromagnetic data for the first 20% of the steps only: the cpu "
+                     "preset now, but at 16 Hamiltonians per step instead of 64",
+                     {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3, "antiferro_until": 0.2}),
 }
 
 

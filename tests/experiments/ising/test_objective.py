@@ -103,3 +103,23 @@ def test_antiferro_fraction_adds_checkerboard_hamiltonians_and_keeps_the_old_dra
     assert np.all((jx[changed] < 0) & (jy[changed] < 0) & (jx[changed] >= -3) & (jy[changed] >= -3))
     jx, jy, _ = ising_main.sample_train_params(np.random.default_rng(0), 64, 0.5, 1.0)
     assert np.all((jx < 0) & (jy < 0))
+
+
+def test_stripes_on_an_antiferromagnet_trap_the_expected_energy_but_not_the_relaxed_one():
+    """The mechanism the relaxed warm-up addresses (docs/ising.md): on an antiferromagnetic
+    Hamiltonian with |J_x| > |J_y|, saturated stripes are a local minimum of the expected energy
+    of independent spins (moving any mean into the cube raises it, and so does any small move that
+    stays in the cube), while the relaxed energy at the same stripes decreases along the
+    checkerboard (a saddle, not a minimum)."""
+    jx, jy, h = np.float32(-2.0), np.float32(-0.5), np.float32(0.3)
+    bonds = ising.constant_bonds(jx, jy, L)
+    stripes, checker = MODES["alternating_x"][0], MODES["checkerboard"][0]
+    e0 = float(ising.expected_energy(jnp.asarray(stripes, jnp.float32), bonds, h))
+    rng = np.random.default_rng(0)
+    for _ in range(200):                      # random small moves into the cube [-1, 1]^(L x L)
+        step = -np.sign(stripes) * rng.uniform(0, 0.05, (L, L)) * (rng.random((L, L)) < 0.5)
+        assert float(ising.expected_energy(jnp.asarray(stripes + step, jnp.float32), bonds, h)) > e0
+    assert e0 > float(ising.e_min(jx, jy, h))   # and yet not the ground state (the checkerboard is)
+    relaxed = lambda t: float(ising.relaxed_energy(jnp.asarray(10 * (np.cos(t) * stripes + np.sin(t) * checker),
+                                                               jnp.float32), bonds, 0.0, eps=0.0))
+    assert relaxed(0.05) < relaxed(0.0) and relaxed(np.pi / 2) == pytest.approx(float(jx + jy))
