@@ -16,9 +16,35 @@ exactly the model, loss and optimizer ``python -m experiments.digress_qm9`` trai
   T = 500 sampling at ``--sample-batch`` molecules (``--full-sampling`` also times one real
   T = 500 run).
 
-The reference PyTorch DiGress on this CPU (``reference/ecosystem.md``: 2 threads, allocator
-settings below) takes 0.674 s per step at batch 64 and 2.81 s at 256; those numbers are stored
-beside ours for comparison, not re-measured.
+**Against the PyTorch reference** (``--reference DIR``): DIR is a checkout of cvignac/DiGress
+(commit 780242b) and ``--reference-python`` a Python with torch 2.x CPU, torch_geometric 2.3.1,
+torchmetrics 0.11.4, pytorch_lightning 2.0.4, omegaconf 2.3.0, numpy<2 and setuptools<70 (rdkit,
+hydra and wandb are not needed)::
+
+    git clone https://github.com/cvignac/DiGress /work/ref/DiGress && git -C /work/ref/DiGress checkout 780242b
+    python3.11 -m venv /work/ref/venv-torch
+    /work/ref/venv-torch/bin/pip install torch==2.13.0 torch_geometric==2.3.1 torchmetrics==0.11.4 \
+        pytorch_lightning==2.0.4 omegaconf==2.3.0 "numpy<2"
+    /work/ref/venv-torch/bin/pip install --no-deps "setuptools<70"
+    python -m benchmarks.digress_step --reference /work/ref/DiGress --reference-python /work/ref/venv-torch/bin/python
+
+Two worker processes, 2 threads each and the tuned allocator settings below for both: one
+builds the reference's own modules (``GraphTransformer``, ``PredefinedNoiseScheduleDiscrete``,
+``MarginalUniformTransition``, ``ExtraFeatures``, ``ExtraMolecularFeatures``, the
+``apply_noise`` / ``compute_extra_data`` / ``forward`` methods of its
+``DiscreteDenoisingDiffusion``, ``TrainLossDiscrete``, ``torch.optim.AdamW(amsgrad=True)``) and
+the other ours (the ``digress`` row of ``experiments.digress_qm9`` with 5 edge classes, as the
+reference). Both read the same QM9 batches (5 edge classes, aromatic never set) from one file
+and take turns running timed blocks (the order reversed every other round); the other waits
+idle. Reported per configuration (paper model at batch 64 and 256, ``cpu`` preset dims at
+batch 128): the ratio t(reference) / t(ours) per round (median, min, max), the same per phase
+(noise + extra features, forward + loss, backward, optimizer: the reference timed between
+its eager calls, ours as separately jitted pieces, backward = t(forward + backward) -
+t(forward)), XLA's FLOP count of our step and the fraction of the measured float32 matmul
+limit (a large ``jnp.matmul``) that each side reaches, our compile time; then, in fresh
+processes, the peak resident memory of a process that builds the model and runs two steps, at
+batch 256 and 1024 (skipped when the prediction from the smaller batch exceeds the available
+memory). Without ``--reference`` no reference is measured and none is printed.
 
 Environment: on these virtual machines glibc's default allocator settings made a PyTorch step
 25x slower; ``--allocator both`` (the default of a full run) measures in two child processes,
@@ -30,6 +56,7 @@ times).
     python -m benchmarks.digress_step                       # paper config, batch 64, both allocators
     python -m benchmarks.digress_step --batch-sizes 64,256 --modes digress,sympe,sympe_edges,noise
     python -m benchmarks.digress_step --quick               # tiny model, a few steps (smoke test)
+    python -m benchmarks.digress_step --reference DIR --reference-python PY   # against PyTorch (above)
 
 Writes results/benchmarks/digress_step.json (``--quick``: digress_step_quick.json).
 """
@@ -51,7 +78,6 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1000000000000"}
-REFERENCE_PYTORCH_S_PER_STEP = {"64": 0.674, "256": 2.81, "1024": 10.55}
 PAPER_T = 500
 
 
@@ -59,8 +85,8 @@ def _parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.digress_step", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny model, few steps: a smoke test")
-    p.add_argument("--model", choices=("paper", "cpu", "smoke"), default=None,
-                   help="model sizes of that digress_qm9 preset (default: paper; smoke with --quick)")
+    p.add_argument("--model", choices=("paper", "cpu", "demo"), default=None,
+                   help="model sizes of that digress_qm9 preset (default: paper; demo with --quick)")
     p.add_argument("--batch-sizes", default=None, help="comma-separated (default 64; 8 with --quick)")
     p.add_argument("--modes", default="digress,sympe", help="rows of digress_qm9 to time (first = baseline)")
     p.add_argument("--rounds", type=int, default=None, help="alternation rounds (default 7; 2 with --quick)")
@@ -73,9 +99,28 @@ def _parse(argv=None) -> argparse.Namespace:
                    help="both: two child processes, glibc defaults vs tuned (default both; current with --quick)")
     p.add_argument("--out", default=None, help="output JSON (default results/benchmarks/digress_step[_quick].json)")
     p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
+    g = p.add_argument_group("against the PyTorch reference")
+    g.add_argument("--reference", default=None, metavar="DIR", help="checkout of cvignac/DiGress (780242b): "
+                   "measure it side by side with ours")
+    g.add_argument("--reference-python", default=None, metavar="PY",
+                   help="Python of the reference's venv (default: DIR/../venv-torch/bin/python)")
+    g.add_argument("--compare", default="paper:64,paper:256,cpu:128",
+                   help="model:batch configurations timed side by side")
+    g.add_argument("--memory", default="paper:256,paper:1024,cpu:256,cpu:1024",
+                   help="model:batch configurations whose peak memory is measured (fresh processes); '' = none")
+    g.add_argument("--compare-rounds", type=int, default=5, help="alternation rounds per configuration")
+    g.add_argument("--compare-seconds", type=float, default=6.0,
+                   help="target length of a timed block (steps per block = this / the reference's step time)")
+    g.add_argument("--reference-omp-wait-policy", default="PASSIVE",
+                   help="OMP_WAIT_POLICY of the reference worker ('' = libgomp's default, spinning): on a "
+                        "machine shared with other jobs, spinning OpenMP threads made its step 10-25x slower")
+    g.add_argument("--ours-dropout-rng", default="uniform,bits16",
+                   help="our dropout_rng settings timed (one worker each; ratios per setting)")
+    g.add_argument("--with-modes", action="store_true",
+                   help="with --reference: also run the modes/sampling part (otherwise skipped)")
     a = p.parse_args(argv)
     q = a.quick
-    a.model = a.model or ("smoke" if q else "paper")
+    a.model = a.model or ("demo" if q else "paper")
     a.batch_sizes = [int(b) for b in (a.batch_sizes or ("8" if q else "64")).split(",")]
     a.modes = a.modes.split(",")
     a.rounds = a.rounds or (2 if q else 7)
@@ -188,12 +233,10 @@ def measure(a: argparse.Namespace) -> dict:
                                                 "per_round": ratios[m]}
             rows[m] = st
         out["train"][str(B)] = rows
-        ref = REFERENCE_PYTORCH_S_PER_STEP.get(str(B)) if a.model == "paper" else None
         for m, st in rows.items():
             extra = "" if m not in ratios else f" | x{st['ratio_to_' + a.modes[0]]['median']:.3f} vs {a.modes[0]}"
             print(f"  batch {B} {m:12s}: {st['median_s'] * 1e3:8.1f} ms/step (IQR {st['iqr_s'] * 1e3:.1f}) "
-                  f"{st['molecules_per_s']:8.1f} mol/s{extra}" + (f" | PyTorch reference {ref} s" if ref else ""),
-                  flush=True)
+                  f"{st['molecules_per_s']:8.1f} mol/s{extra}", flush=True)
         del state
 
     # ---- sampling
@@ -236,6 +279,537 @@ def measure(a: argparse.Namespace) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- against the PyTorch reference
+
+# Model sizes of the two configurations compared (the presets of experiments.digress_qm9; the
+# reference's QM9-without-H input widths X 12, E 5, y 13 and outputs X 4, E 5, y 0).
+COMPARE_MODELS = {
+    "paper": dict(n_layers=9, dx=256, de=64, dy=64, n_head=8, mlp_X=256, mlp_E=128, mlp_y=128,
+                  dim_ffX=256, dim_ffE=128, dim_ffy=2048),
+    "cpu": dict(n_layers=4, dx=128, de=32, dy=32, n_head=8, mlp_X=256, mlp_E=128, mlp_y=128,
+                dim_ffX=256, dim_ffE=128, dim_ffy=2048),
+}
+PHASES = ("noise_features", "forward", "backward", "optimizer")
+LEARNING_RATE, WEIGHT_DECAY = 2e-4, 1e-12      # the reference's QM9 optimizer (no clipping)
+THREADS = 2
+
+
+def _pairs(text: str) -> list[tuple[str, int]]:
+    out = []
+    for item in filter(None, text.split(",")):
+        model, _, batch = item.partition(":")
+        if model not in COMPARE_MODELS or not batch.isdigit():
+            raise SystemExit(f"bad configuration {item!r}: expected model:batch with model in {tuple(COMPARE_MODELS)}")
+        out.append((model, int(batch)))
+    return out
+
+
+def _compare_batches(path: pathlib.Path, batch: int, num: int = 4, seed: int = 0) -> None:
+    """``num`` QM9 training batches with DiGress's 5 edge classes, written to ``path`` (npz)."""
+    from experiments.digress_qm9 import main as dq
+    from experiments.digress_qm9 import qm9
+    try:
+        train = qm9.load_qm9("train")
+    except (ImportError, FileNotFoundError):
+        train = qm9.load_qm9("train", source=str(ROOT / dq.FIXTURE))
+    rng = np.random.default_rng(seed + batch)
+    idx = [rng.choice(len(train), batch, replace=len(train) < batch) for _ in range(num)]
+    X = np.stack([qm9.node_one_hot(train.X[i]) for i in idx]).astype(np.float32)
+    E = np.stack([qm9.edge_one_hot(train.E[i], train.mask[i], 5) for i in idx]).astype(np.float32)
+    mask = np.stack([train.mask[i] for i in idx]).astype(bool)
+    np.savez(path, X=X, E=E, node_mask=mask)
+
+
+def _worker_env() -> dict:
+    env = dict(os.environ)
+    env.update(TUNED_MALLOC)
+    env.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS), PYTHONUNBUFFERED="1")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    return env
+
+
+class _Worker:
+    """A worker process spoken to by JSON lines (answers are the stdout lines starting with ``@@``)."""
+
+    def __init__(self, kind: str, python: str, extra: list[str], env: dict | None = None):
+        script = str(pathlib.Path(__file__).resolve())
+        self.kind = kind
+        self.proc = subprocess.Popen([python, script, "--worker", kind, *extra], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env={**_worker_env(), **(env or {})},
+                                     cwd=ROOT)
+
+    def ask(self, **msg) -> dict:
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{self.kind} worker died (exit code {self.proc.wait()})")
+            if line.startswith("@@"):
+                answer = json.loads(line[2:])
+                if "error" in answer:
+                    raise RuntimeError(f"{self.kind} worker: {answer['error']}")
+                return answer
+            print(f"    [{self.kind}] {line.rstrip()}", flush=True)
+
+    def close(self) -> None:
+        try:
+            self.ask(cmd="quit")
+        except (RuntimeError, BrokenPipeError, json.JSONDecodeError):
+            pass
+        self.proc.wait(timeout=60)
+
+
+def _ratio_stats(values) -> dict:
+    return {"median": float(np.median(values)), "min": float(np.min(values)), "max": float(np.max(values)),
+            "per_round": [float(v) for v in values]}
+
+
+def _mem_available_gib() -> float:
+    try:
+        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return float("inf")
+
+
+def compare_with_reference(a: argparse.Namespace) -> dict:
+    """Side-by-side timings and memory of the reference's step and ours (see the module docstring)."""
+    ref_dir = str(pathlib.Path(a.reference).resolve())
+    ref_python = a.reference_python or str(pathlib.Path(ref_dir).parent / "venv-torch" / "bin" / "python")
+    ours_python = sys.executable
+    ref_env = {"OMP_WAIT_POLICY": a.reference_omp_wait_policy} if a.reference_omp_wait_policy else {}
+    out = {"reference_dir": ref_dir, "reference_python": ref_python, "threads": THREADS,
+           "allocator": dict(TUNED_MALLOC), "reference_env": ref_env, "load_start": list(os.getloadavg()),
+           "configurations": {}, "memory": {}}
+    try:
+        rev = subprocess.run(["git", "-C", ref_dir, "rev-parse", "HEAD"], capture_output=True, text=True)
+        out["reference_commit"] = rev.stdout.strip() or None
+    except OSError:
+        out["reference_commit"] = None
+    variants = [v for v in a.ours_dropout_rng.split(",") if v]
+    sides = ["reference"] + [f"ours_{v}" for v in variants]
+    out["sides"] = sides
+    with tempfile.TemporaryDirectory() as tmp:
+        workers = {"reference": _Worker("reference", ref_python, ["--reference", ref_dir], ref_env)}
+        for v in variants:
+            workers[f"ours_{v}"] = _Worker("ours", ours_python, [])
+        ref = workers["reference"]
+        ours = workers[sides[1]]
+        try:
+            out["matmul_gflops"] = {"ours_xla": ours.ask(cmd="matmul")["gflops"],
+                                    "reference_torch": ref.ask(cmd="matmul")["gflops"]}
+            limit = out["matmul_gflops"]["ours_xla"]
+            out["versions"] = {"ours": ours.ask(cmd="versions"), "reference": ref.ask(cmd="versions")}
+            print(f"  matmul limit: XLA {limit:.0f} GFLOP/s, torch {out['matmul_gflops']['reference_torch']:.0f} "
+                  "GFLOP/s", flush=True)
+            for model, B in _pairs(a.compare):
+                name = f"{model}:{B}"
+                path = pathlib.Path(tmp) / f"batches_{B}.npz"
+                if not path.exists():
+                    _compare_batches(path, B)
+                setup = dict(cmd="setup", model=model, dims=COMPARE_MODELS[model], batches=str(path), T=PAPER_T,
+                             warmup=2)
+                s_ref = ref.ask(**setup)
+                s_ours = {side: workers[side].ask(**setup, dropout_rng=side[len("ours_"):]) for side in sides[1:]}
+                reps = max(1, int(round(a.compare_seconds / max(s_ref["step_s"], 1e-3))))
+                print(f"  {name}: reference {s_ref['num_params']:,} parameters, first step {s_ref['step_s']:.2f}s; "
+                      f"ours {s_ours[sides[1]]['num_params']:,} parameters, compile " +
+                      ", ".join(f"{k} {v['compile_s']:.1f}s" for k, v in s_ours.items()) +
+                      f"; {reps} steps per block", flush=True)
+                step = {side: [] for side in sides}
+                phases = {side: {p: [] for p in PHASES} for side in sides}
+                for r in range(a.compare_rounds):
+                    order = sides if r % 2 == 0 else sides[::-1]
+                    for side in order:
+                        ans = workers[side].ask(cmd="block", reps=reps)
+                        step[side].append(float(np.median(ans["step_s"])))
+                        for p in PHASES:
+                            phases[side][p].append(float(np.median(ans["phases"][p])))
+                    print(f"    round {r}: " + ", ".join(f"{side} {step[side][-1] * 1e3:.0f} ms" for side in sides) +
+                          f"; load {os.getloadavg()[0]:.1f}", flush=True)
+                flops = s_ours[sides[1]]["flops"]
+                row = {"model": model, "batch": B, "steps_per_block": reps, "rounds": a.compare_rounds,
+                       "ratio_reference_over_ours": {}, "phase_ratio_reference_over_ours": {},
+                       "xla_flops_per_step": flops,
+                       "compile": {k: {q: v[q] for q in ("lower_s", "compile_s")} for k, v in s_ours.items()},
+                       "num_params": {"reference": s_ref["num_params"], "ours": s_ours[sides[1]]["num_params"]},
+                       "load_end": list(os.getloadavg())}
+                for side in sides[1:]:
+                    row["ratio_reference_over_ours"][side] = _ratio_stats(
+                        np.array(step["reference"]) / np.array(step[side]))
+                    row["phase_ratio_reference_over_ours"][side] = {
+                        p: _ratio_stats(np.array(phases["reference"][p]) / np.maximum(phases[side][p], 1e-9))
+                        for p in PHASES}
+                for side in sides:
+                    med = float(np.median(step[side]))
+                    row[side] = {"median_s": med, "min_s": float(np.min(step[side])),
+                                 "max_s": float(np.max(step[side])), "per_block_s": step[side],
+                                 "phases_median_s": {p: float(np.median(v)) for p, v in phases[side].items()},
+                                 "molecules_per_s": B / med,
+                                 "fraction_of_matmul_limit": (flops / med / 1e9 / limit) if flops else None}
+                out["configurations"][name] = row
+                for side in sides[1:]:
+                    q = row["ratio_reference_over_ours"][side]
+                    print(f"  {name}: reference {row['reference']['median_s'] * 1e3:.0f} ms, {side} "
+                          f"{row[side]['median_s'] * 1e3:.0f} ms; reference / ours {q['median']:.2f} "
+                          f"[{q['min']:.2f}, {q['max']:.2f}]; phases " +
+                          ", ".join(f"{p} {row['phase_ratio_reference_over_ours'][side][p]['median']:.2f}"
+                                    for p in PHASES), flush=True)
+                for w in workers.values():
+                    w.ask(cmd="release")
+        finally:
+            for w in workers.values():
+                w.close()
+        # Peak memory: fresh processes, one per side and configuration.
+        for model, B in _pairs(a.memory):
+            name = f"{model}:{B}"
+            path = pathlib.Path(tmp) / f"batches_{B}.npz"
+            if not path.exists():
+                _compare_batches(path, B, num=2)
+            row = {}
+            for side, python, extra in (("reference", ref_python, ["--reference", ref_dir]),
+                                        *((s, ours_python, []) for s in sides[1:])):
+                smaller = [(b, r[side]["peak_rss_gib"]) for k, r in out["memory"].items()
+                           if r.get(side, {}).get("peak_rss_gib") and k.startswith(model + ":")
+                           for b in [int(k.split(":")[1])] if b < B]
+                predicted = max((g * B / b for b, g in smaller), default=0.0)
+                available = _mem_available_gib()
+                if predicted > 0.85 * available:
+                    row[side] = {"skipped": f"predicted {predicted:.1f} GiB (linear in the batch from the smaller "
+                                            f"batch) > 85% of the {available:.1f} GiB available"}
+                    print(f"  memory {name} {side}: skipped ({row[side]['skipped']})", flush=True)
+                    continue
+                w = _Worker("reference" if side == "reference" else "ours", python, extra,
+                            ref_env if side == "reference" else None)
+                try:
+                    base = w.ask(cmd="rss")
+                    w.ask(cmd="setup", model=model, dims=COMPARE_MODELS[model], batches=str(path), T=PAPER_T,
+                          warmup=1, phases=False,
+                          **({"dropout_rng": side[len("ours_"):]} if side.startswith("ours_") else {}))
+                    peak = w.ask(cmd="rss")
+                finally:
+                    w.close()
+                row[side] = {"peak_rss_gib": peak["peak_gib"], "rss_after_imports_gib": base["current_gib"],
+                             "steps": 2}
+                print(f"  memory {name} {side}: peak {peak['peak_gib']:.2f} GiB (after imports "
+                      f"{base['current_gib']:.2f} GiB)", flush=True)
+            out["memory"][name] = row
+    out["load_end"] = list(os.getloadavg())
+    return out
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+def _rss() -> dict:
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20          # KiB -> GiB
+    current = None
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return {"peak_gib": peak, "current_gib": current}
+
+
+def _worker(kind: str, argv: list[str]) -> int:
+    """Serve JSON-line commands on stdin (setup, block, matmul, rss, versions, release, quit)."""
+    if kind == "ours":
+        impl = _OursWorker()
+    elif kind == "reference":
+        impl = _ReferenceWorker(argv[argv.index("--reference") + 1])
+    else:
+        raise SystemExit(f"unknown worker {kind!r}")
+    for line in sys.stdin:
+        msg = json.loads(line)
+        cmd = msg.pop("cmd")
+        if cmd == "quit":
+            print("@@" + json.dumps({}), flush=True)
+            break
+        try:
+            if cmd == "rss":
+                answer = _rss()
+            else:
+                answer = getattr(impl, cmd)(**msg)
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
+            import traceback
+            traceback.print_exc(file=sys.stderr)
+            answer = {"error": f"{type(e).__name__}: {e}"}
+        print("@@" + json.dumps(answer), flush=True)
+    return 0
+
+
+class _OursWorker:
+    """Our step: the ``digress`` row of experiments.digress_qm9 (5 edge classes, the reference's marginals)."""
+
+    def __init__(self):
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        import jax
+        jax.config.update("jax_enable_compilation_cache", False)
+        self.state = None
+
+    def versions(self) -> dict:
+        import jax
+        import jaxlib
+        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "XLA_FLAGS": os.environ.get("XLA_FLAGS")}
+
+    def matmul(self, size: int = 2048, reps: int = 5) -> dict:
+        import jax
+        import jax.numpy as jnp
+        a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+        f = jax.jit(lambda x, y: x @ y)
+        f(a, a).block_until_ready()
+        best = min(_timed(lambda: f(a, a).block_until_ready()) for _ in range(reps))
+        return {"gflops": 2 * size ** 3 / best / 1e9, "size": size}
+
+    def setup(self, model: str, dims: dict, batches: str, T: int, warmup: int, phases: bool = True,
+              dropout_rng: str = "uniform") -> dict:
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        from experiments.digress_qm9.diffusion import DiffusionConfig, DiGress, qm9_reference
+        from experiments.digress_qm9.diffusion import sympe as sympe_lib
+        from experiments.digress_qm9.diffusion.loss import cross_entropy_loss
+        from experiments.digress_qm9.graph_transformer import GraphTransformerConfig, count_params
+
+        self.state = None
+        data = np.load(batches)
+        self.batches = [{"X": jnp.asarray(data["X"][i]), "E": jnp.asarray(data["E"][i]),
+                         "node_mask": jnp.asarray(data["node_mask"][i])} for i in range(data["X"].shape[0])]
+        netcfg = GraphTransformerConfig(**dims, out_dim_X=4, out_dim_E=5, dropout_rng=dropout_rng)
+        den = sympe_lib.make_denoiser("none", netcfg)
+        dg = DiGress(den, x_marginals=qm9_reference.ATOM_MARGINALS, e_marginals=qm9_reference.EDGE_MARGINALS,
+                     n_nodes_histogram=qm9_reference.N_NODES_HISTOGRAM, config=DiffusionConfig(T=T))
+        opt = optax.chain(optax.scale_by_amsgrad(), optax.add_decayed_weights(WEIGHT_DECAY),
+                          optax.scale(-LEARNING_RATE))
+        b0 = self.batches[0]
+        params = den.init(jax.random.key(0), b0["X"], b0["E"], b0["node_mask"])
+        opt_state = opt.init(params)
+
+        def step(params, opt_state, batch, key):
+            (loss, _), grads = jax.value_and_grad(dg.training_loss, has_aux=True)(params, key, batch)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        key = jax.random.key(1)
+        t0 = time.perf_counter()
+        lowered = jax.jit(step, donate_argnums=(0, 1)).lower(params, opt_state, b0, key)
+        lower_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        compiled = lowered.compile()
+        compile_s = time.perf_counter() - t0
+        try:
+            cost = compiled.cost_analysis()
+            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+            flops = float(cost.get("flops", 0.0)) or None
+        except Exception:  # noqa: BLE001 - not every backend reports costs
+            flops = None
+        p_phase = jax.tree_util.tree_map(jnp.copy, params) if phases else None
+        params, opt_state, loss = compiled(params, opt_state, b0, key)
+        t0 = time.perf_counter()
+        for i in range(warmup):
+            params, opt_state, loss = compiled(params, opt_state, self.batches[(i + 1) % len(self.batches)],
+                                               jax.random.key(2 + i))
+        jax.block_until_ready((params, loss))
+        step_s = (time.perf_counter() - t0) / max(warmup, 1)
+        self.state = {"step": compiled, "params": params, "opt_state": opt_state, "counter": 0}
+
+        if phases:
+            base = den.base
+            B = b0["X"].shape[0]
+
+            def noise_features(key, batch):
+                k_t, k_noise = jax.random.split(key)
+                t = jax.random.randint(k_t, (B,), dg.config.t_min_train, T + 1)
+                X_t, E_t = dg.noise(k_noise, batch["X"], batch["E"], batch["node_mask"], t)
+                y_t = jnp.zeros((B, 0), X_t.dtype)
+                return base.network_inputs(X_t, E_t, y_t, batch["node_mask"], t.astype(jnp.float32) / T)
+
+            def loss_fn(params, key, inputs, batch):
+                X_logits, E_logits, _ = base.net(params["net"], key, *inputs, batch["node_mask"],
+                                                 deterministic=False)
+                return cross_entropy_loss(X_logits, E_logits, batch["X"], batch["E"], batch["node_mask"])[0]
+
+            def update(params, opt_state, grads):
+                updates, opt_state = opt.update(grads, opt_state, params)
+                return optax.apply_updates(params, updates), opt_state
+
+            self.state["phases"] = {"noise_features": jax.jit(noise_features), "forward": jax.jit(loss_fn),
+                                    "forward_backward": jax.jit(jax.value_and_grad(loss_fn)),
+                                    "optimizer": jax.jit(update, donate_argnums=(0, 1))}
+            self.state["p_phase"], self.state["o_phase"] = p_phase, opt.init(p_phase)
+            self.block(reps=1)                        # compiles the phase functions
+        return {"num_params": count_params(params), "lower_s": lower_s, "compile_s": compile_s, "flops": flops,
+                "step_s": step_s}
+
+    def block(self, reps: int) -> dict:
+        import jax
+        st = self.state
+        times = []
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            st["counter"] += 1
+            batch = self.batches[st["counter"] % len(self.batches)]
+            st["params"], st["opt_state"], loss = st["step"](st["params"], st["opt_state"], batch,
+                                                            jax.random.key(100 + st["counter"]))
+            jax.block_until_ready(loss)
+            t1 = time.perf_counter()
+            times.append(t1 - t0)
+            t0 = t1
+        jax.block_until_ready(st["params"])
+        ph = {p: [] for p in PHASES}
+        f = st.get("phases")
+        for i in range(reps if f else 0):
+            batch = self.batches[i % len(self.batches)]
+            key = jax.random.key(1000 + st["counter"] + i)
+            t0 = time.perf_counter()
+            inputs = jax.block_until_ready(f["noise_features"](key, batch))
+            t1 = time.perf_counter()
+            jax.block_until_ready(f["forward"](st["p_phase"], key, inputs, batch))
+            t2 = time.perf_counter()
+            _, grads = jax.block_until_ready(f["forward_backward"](st["p_phase"], key, inputs, batch))
+            t3 = time.perf_counter()
+            st["p_phase"], st["o_phase"] = jax.block_until_ready(f["optimizer"](st["p_phase"], st["o_phase"], grads))
+            t4 = time.perf_counter()
+            ph["noise_features"].append(t1 - t0)
+            ph["forward"].append(t2 - t1)
+            ph["backward"].append(max(t3 - t2 - (t2 - t1), 0.0))
+            ph["optimizer"].append(t4 - t3)
+        return {"step_s": times, "phases": ph}
+
+    def release(self) -> dict:
+        self.state = None
+        import gc
+        gc.collect()
+        return {}
+
+
+class _ReferenceWorker:
+    """The reference's own modules (cvignac/DiGress), built without Lightning's trainer, hydra or wandb."""
+
+    def __init__(self, ref_dir: str):
+        import types
+
+        import torch
+        torch.set_num_threads(THREADS)
+        self.torch = torch
+        stub = types.ModuleType("wandb")        # imported by the reference's modules; only used for logging
+        stub.run = None
+        stub.log = lambda *args, **kwargs: None
+        sys.modules.setdefault("wandb", stub)
+        sys.path[:0] = [ref_dir, os.path.join(ref_dir, "src")]
+        self.ref_dir = ref_dir
+        self.state = None
+
+    def versions(self) -> dict:
+        import torch
+        return {"torch": torch.__version__, "threads": torch.get_num_threads()}
+
+    def matmul(self, size: int = 2048, reps: int = 5) -> dict:
+        torch = self.torch
+        a = torch.randn(size, size)
+        a @ a
+        best = min(_timed(lambda: a @ a) for _ in range(reps))
+        return {"gflops": 2 * size ** 3 / best / 1e9, "size": size}
+
+    def setup(self, model: str, dims: dict, batches: str, T: int, warmup: int, phases: bool = True) -> dict:
+        import types
+
+        torch = self.torch
+        from src.diffusion.extra_features import ExtraFeatures
+        from src.diffusion.extra_features_molecular import ExtraMolecularFeatures
+        from src.diffusion.noise_schedule import MarginalUniformTransition, PredefinedNoiseScheduleDiscrete
+        from src.diffusion_model_discrete import DiscreteDenoisingDiffusion
+        from src.metrics.train_metrics import TrainLossDiscrete
+        from src.models.transformer_model import GraphTransformer
+
+        self.state = None
+        torch.manual_seed(0)
+        data = np.load(batches)
+        self.batches = [(torch.from_numpy(data["X"][i]), torch.from_numpy(data["E"][i]),
+                         torch.zeros(data["X"].shape[1], 0), torch.from_numpy(data["node_mask"][i]))
+                        for i in range(data["X"].shape[0])]
+        # QM9infos (remove_h=True) of the reference: the values its molecular features read.
+        infos = types.SimpleNamespace(max_n_nodes=9, remove_h=True, valencies=[4, 3, 2, 1],
+                                      atom_weights={0: 12, 1: 14, 2: 16, 3: 19}, max_weight=150)
+        hidden = {k: dims[k] for k in ("dx", "de", "dy", "n_head", "dim_ffX", "dim_ffE")}
+        net = GraphTransformer(n_layers=dims["n_layers"], input_dims={"X": 12, "E": 5, "y": 13},
+                               hidden_mlp_dims={"X": dims["mlp_X"], "E": dims["mlp_E"], "y": dims["mlp_y"]},
+                               hidden_dims=hidden, output_dims={"X": 4, "E": 5, "y": 0},
+                               act_fn_in=torch.nn.ReLU(), act_fn_out=torch.nn.ReLU())
+
+        class Reference(torch.nn.Module):
+            """The attributes the reference's DiscreteDenoisingDiffusion methods read."""
+            apply_noise = DiscreteDenoisingDiffusion.apply_noise
+            compute_extra_data = DiscreteDenoisingDiffusion.compute_extra_data
+            forward = DiscreteDenoisingDiffusion.forward
+            device = torch.device("cpu")
+
+        r = Reference()
+        r.model = net
+        r.T = T
+        r.Xdim_output, r.Edim_output, r.ydim_output = 4, 5, 0
+        r.noise_schedule = PredefinedNoiseScheduleDiscrete("cosine", timesteps=T)
+        r.transition_model = MarginalUniformTransition(
+            x_marginals=torch.tensor([0.7230, 0.1151, 0.1593, 0.0026]),
+            e_marginals=torch.tensor([0.7261, 0.2384, 0.0274, 0.0081, 0.0]), y_classes=0)
+        r.extra_features = ExtraFeatures("all", dataset_info=infos)
+        r.domain_features = ExtraMolecularFeatures(dataset_infos=infos)
+        r.train()
+        loss_fn = TrainLossDiscrete(lambda_train=[5, 0])
+        opt = torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, amsgrad=True, weight_decay=WEIGHT_DECAY)
+        self.state = {"r": r, "loss": loss_fn, "opt": opt, "counter": 0}
+        self.block(reps=1)
+        t0 = time.perf_counter()
+        self.block(reps=warmup)
+        step_s = (time.perf_counter() - t0) / max(warmup, 1)
+        return {"num_params": sum(p.numel() for p in net.parameters()), "step_s": step_s}
+
+    def block(self, reps: int) -> dict:
+        st = self.state
+        r, loss_fn, opt = st["r"], st["loss"], st["opt"]
+        times, ph = [], {p: [] for p in PHASES}
+        for _ in range(reps):
+            st["counter"] += 1
+            X, E, y, node_mask = self.batches[st["counter"] % len(self.batches)]
+            t0 = time.perf_counter()
+            noisy = r.apply_noise(X, E, y, node_mask)
+            extra = r.compute_extra_data(noisy)
+            t1 = time.perf_counter()
+            pred = r.forward(noisy, extra, node_mask)
+            loss = loss_fn(masked_pred_X=pred.X, masked_pred_E=pred.E, pred_y=pred.y, true_X=X, true_E=E,
+                           true_y=y, log=False)
+            t2 = time.perf_counter()
+            loss.backward()
+            t3 = time.perf_counter()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            t4 = time.perf_counter()
+            times.append(t4 - t0)
+            for p, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                ph[p].append(dt)
+        return {"step_s": times, "phases": ph}
+
+    def release(self) -> dict:
+        self.state = None
+        import gc
+        gc.collect()
+        return {}
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def _child(a: argparse.Namespace, argv: list[str], env_update: dict, drop: tuple[str, ...]) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(env_update)
@@ -249,19 +823,35 @@ def _child(a: argparse.Namespace, argv: list[str], env_update: dict, drop: tuple
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--worker"]:
+        return _worker(argv[1], argv[2:])
     a = _parse(argv)
     if a.child_out:
         pathlib.Path(a.child_out).write_text(json.dumps(measure(a)))
         return 0
-    print(f"DiGress step benchmark: model {a.model}, batches {a.batch_sizes}, modes {a.modes}, allocator {a.allocator}"
-          f", load average {os.getloadavg()}", flush=True)
+    if a.reference and not a.with_modes:
+        print(f"DiGress step against the PyTorch reference: {a.compare}; memory {a.memory or '-'}; load average "
+              f"{os.getloadavg()}", flush=True)
+    else:
+        print(f"DiGress step benchmark: model {a.model}, batches {a.batch_sizes}, modes {a.modes}, allocator "
+              f"{a.allocator}, load average {os.getloadavg()}", flush=True)
     if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
         print("  WARNING: the machine is not idle; absolute times are unreliable (ratios less so)", flush=True)
-    result = {"command": "python -m benchmarks.digress_step " + " ".join(argv), "quick": a.quick,
-              "reference_pytorch_s_per_step_paper_config": REFERENCE_PYTORCH_S_PER_STEP,
-              "reference_note": "PyTorch 2.13 CPU, 2 threads, tuned allocator, random QM9-like batches "
-                                "(reference/ecosystem.md); not measured by this script"}
-    if a.allocator == "current":
+    result = {"command": "python -m benchmarks.digress_step " + " ".join(argv), "quick": a.quick}
+    if a.reference:
+        result["reference"] = compare_with_reference(a)
+    else:
+        print("  no PyTorch reference measured (pass --reference DIR to measure it side by side)", flush=True)
+        result["reference"] = None
+    out = pathlib.Path(a.out)
+    if a.reference and not a.with_modes:
+        # The modes/sampling part was not re-measured: keep the previous file's, saying so.
+        previous = json.loads(out.read_text()) if out.exists() else {}
+        if previous.get("runs"):
+            result["runs"] = previous["runs"]
+            result["runs_command"] = previous.get("runs_command", previous.get("command"))
+            result["runs_note"] = "modes and sampling: copied from the previous result file, not re-measured"
+    elif a.allocator == "current":
         label = "tuned" if all(os.environ.get(k) == v for k, v in TUNED_MALLOC.items()) else "as_launched"
         result["runs"] = {label: measure(a)}
     else:
@@ -274,7 +864,6 @@ def main(argv=None) -> int:
         for label, update, drop in (("glibc_default", {}, tuple(TUNED_MALLOC)), ("tuned", TUNED_MALLOC, ())):
             print(f"--- allocator: {label}", flush=True)
             result["runs"][label] = _child(a, strip, update, drop)
-    out = pathlib.Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

@@ -57,11 +57,22 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def ising_section() -> str | None:
-    summary = _load(RESULTS / "ising" / "summary.json")
+    return _ising_tables("summary.json", "phase_diagram.png")
+
+
+def ising_l16_section() -> str | None:
+    return _ising_tables("cpu-l16_summary.json", "cpu-l16_phase_diagram.png")
+
+
+def _ising_tables(summary_name: str, figure_name: str) -> str | None:
+    """The tables of one Ising summary (results/ising/<summary_name>) and its phase diagram."""
+    summary = _load(RESULTS / "ising" / summary_name)
     if summary is None:
         return None
+    n = len(summary["seeds"])
+    seeds = f"{n} seeds: mean ± std over seeds" if n > 1 else "1 seed"
     lines = [f"Preset `{summary['preset']}` (L = {summary['config']['L']}, {summary['config']['num_steps']} steps, "
-             f"{len(summary['seeds'])} seeds: mean ± std over seeds). Command: `{_command(summary['command'])}`. "
+             f"{summary['config']['batch_size']} Hamiltonians per step, {seeds}). Command: `{_command(summary['command'])}`. "
              f"Gap = energy per site above the exact ground state e_min, on {summary['num_eval']} held-out "
              "Hamiltonians from the paper's law; solved = gap < 1e-6; sampled = spins drawn from the "
              "model's product law, argmax = sign of the logits.", "",
@@ -77,15 +88,15 @@ def ising_section() -> str | None:
                   "plane (h ~ U(0, 2); the paper's law never yields the checkerboard) and on the "
                   f"{summary['config']['grid_n']} x {summary['config']['grid_n']} phase grid at "
                   f"h = {summary['config']['grid_h']}: share solved by the most likely configuration, "
-                  "mean ± std over seeds (grid: each seed).", "",
+                  "each seed.", "",
                   "| method | grid solved, per seed | ferromagnetic | antiferromagnetic | row stripes | column stripes |",
                   "|---|---|---|---|---|---|"]
         for m in summary["methods"]:
             r = summary["rows"][m]
-            phases = " | ".join(_fmt(*_mean_std(r[f"plane_{p}_solved_argmax"]), 2)
+            phases = " | ".join(", ".join(f"{v:.2f}" for v in r[f"plane_{p}_solved_argmax"])
                                 for p in ("ferro", "antiferro", "row_stripes", "column_stripes"))
             lines.append(f"| {r['label']} | {', '.join(f'{v:.3f}' for v in r['grid_solved_argmax'])} | {phases} |")
-    lines += ["", "![Ising phase diagram](results/ising/phase_diagram.png)"]
+    lines += ["", f"![Ising phase diagram](results/ising/{figure_name})"]
     return "\n".join(lines)
 
 
@@ -95,8 +106,9 @@ def ising_ablation_section() -> str | None:
         return None
     base = summary["base"]
     lines = [f"SymPE alone, {base['num_steps']} steps unless the variant says otherwise, L = {base['L']}; one change "
-             f"at a time against the `cpu` preset (G-CNN widths {base['features']}, "
-             f"{base['pe_features']} SymPE channels, peak learning rate {base['learning_rate']}). Command: "
+             f"at a time against the `cpu` preset as it was before the fix (G-CNN widths {base['features']}, "
+             f"{base['pe_features']} SymPE channels, {base['batch_size']} Hamiltonians per step, peak learning rate "
+             f"{base['learning_rate']}, the expected energy as the loss throughout). Command: "
              f"`{summary['command']}`. Grid: share of the phase grid solved, each seed; antiferromagnetic and "
              "stripes: share of the plane test set's Hamiltonians of that phase solved, each seed.", "",
              "| variant | change | grid solved | antiferromagnetic solved | row / column stripes solved |",
@@ -441,24 +453,14 @@ def symmetric_shapes_section() -> str | None:
     return "\n".join(lines)
 
 
-def _reference_note(bench: dict) -> str:
-    """How the PyTorch reference was measured, as the result file records it (without the notes file it
-    cites, which is not part of this repository)."""
-    note = re.sub(r"\s*\([^)]*\.md\)", "", bench.get("reference_note", "")).split(";")[0].strip()
-    return f" ({note})" if note else ""
-
-
 def digress_step_section() -> str | None:
     bench = _load(RESULTS / "benchmarks" / "digress_step.json")
-    if bench is None:
+    if bench is None or not bench.get("runs"):
         return None
-    ref = bench.get("reference_pytorch_s_per_step_paper_config", {})
-    lines = [f"Command: `{_command(bench['command'].strip())}`. Modes timed in alternation within one process; "
-             "the ratio is the median over rounds of t(mode) / t(baseline) [min, max]. The PyTorch reference times "
-             f"are copied into the result file, not re-measured by this command{_reference_note(bench)}.", "",
-             "| allocator | batch | mode | ms / step | molecules / s | ratio to baseline | PyTorch reference, ms / step "
-             "| load average (start, end) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"Command: `{_command(bench.get('runs_command', bench['command']).strip())}`. Modes timed in alternation "
+             "within one process; the ratio is the median over rounds of t(mode) / t(baseline) [min, max].", "",
+             "| allocator | batch | mode | ms / step | molecules / s | ratio to baseline | load average (start, end) |",
+             "|---|---|---|---|---|---|---|"]
     for label, run in bench["runs"].items():
         env = run["environment"]
         load = f"{env['start']['loadavg'][0]:.1f}, {env['end']['loadavg'][0]:.1f}"
@@ -466,9 +468,8 @@ def digress_step_section() -> str | None:
             for mode, st in rows.items():
                 ratio = next((v for k, v in st.items() if k.startswith("ratio_to_")), None)
                 ratio_txt = "-" if ratio is None else f"{ratio['median']:.3f} [{ratio['min']:.3f}, {ratio['max']:.3f}]"
-                pt = ref.get(batch)
                 lines.append(f"| {label} | {batch} | {mode} | {st['median_s'] * 1e3:.0f} | {st['molecules_per_s']:.1f} | "
-                             f"{ratio_txt} | {'-' if pt is None else f'{pt * 1e3:.0f}'} | {load} |")
+                             f"{ratio_txt} | {load} |")
     lines += ["", "Sampling (reverse steps timed, scaled to T = 500):", "",
               "| allocator | mode | ms / reverse step | molecules / s at T = 500 | ratio to baseline |",
               "|---|---|---|---|---|"]
@@ -477,6 +478,47 @@ def digress_step_section() -> str | None:
             ratio = next((v for k, v in st.items() if k.startswith("ratio_to_")), None)
             lines.append(f"| {label} (batch {st['batch']}) | {mode} | {st['per_step_s'] * 1e3:.0f} | "
                          f"{st['molecules_per_s_extrapolated']:.2f} | {'-' if ratio is None else f'{ratio:.3f}'} |")
+    return "\n".join(lines)
+
+
+def digress_reference_section() -> str | None:
+    bench = _load(RESULTS / "benchmarks" / "digress_step.json")
+    ref = None if bench is None else bench.get("reference")
+    if ref is None:
+        return None if bench is None else "_This result file holds no same-run measurement of the PyTorch reference._"
+    sides = ref["sides"][1:]
+    lim = ref["matmul_gflops"]
+    lines = [f"Command: `{_command(bench['command'].strip())}` (reference commit {(ref.get('reference_commit') or '780242b')[:7]}, "
+             f"torch {ref['versions']['reference']['torch']}, jax {ref['versions']['ours']['jax']}; {ref['threads']} threads "
+             f"each, allocator {' '.join(f'{k}={v}' for k, v in ref['allocator'].items())}, reference "
+             f"{' '.join(f'{k}={v}' for k, v in ref.get('reference_env', {}).items()) or 'default OpenMP settings'}). "
+             f"Load average at the start and end: {ref['load_start'][0]:.1f}, {ref['load_end'][0]:.1f}. Measured float32 "
+             f"matmul rate: XLA {lim['ours_xla']:.0f} GFLOP/s, torch {lim['reference_torch']:.0f} GFLOP/s. Ratios are "
+             "t(reference) / t(ours) per alternation round, median [min, max]; above 1 means ours is faster.", "",
+             "| configuration | ours (dropout_rng) | reference ms / step | ours ms / step | reference / ours | noise + features "
+             "| forward | backward | optimizer | fraction of matmul rate (ref, ours) | compile s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rng = lambda r: f"{r['median']:.2f} [{r['min']:.2f}, {r['max']:.2f}]"  # noqa: E731
+    for name, row in ref["configurations"].items():
+        for side in sides:
+            ph = row["phase_ratio_reference_over_ours"][side]
+            frac = f"{row['reference']['fraction_of_matmul_limit']:.2f}, {row[side]['fraction_of_matmul_limit']:.2f}" \
+                if row[side].get("fraction_of_matmul_limit") else "-"
+            comp = row["compile"][side]
+            lines.append(f"| {name} | {side.removeprefix('ours_')} | {row['reference']['median_s'] * 1e3:.0f} | "
+                         f"{row[side]['median_s'] * 1e3:.0f} | {rng(row['ratio_reference_over_ours'][side])} | "
+                         + " | ".join(rng(ph[p]) for p in ("noise_features", "forward", "backward", "optimizer"))
+                         + f" | {frac} | {comp['lower_s'] + comp['compile_s']:.1f} |")
+    if ref.get("memory"):
+        lines += ["", "Peak resident memory of a fresh process that builds the model and runs two steps, GiB:", "",
+                  "| configuration | " + " | ".join(["reference"] + [s.removeprefix("ours_") for s in sides]) + " |",
+                  "|---|" + "---|" * (1 + len(sides))]
+        for name, row in ref["memory"].items():
+            cells = []
+            for side in ["reference"] + sides:
+                r = row.get(side, {})
+                cells.append(f"{r['peak_rss_gib']:.2f}" if "peak_rss_gib" in r else "skipped (not enough memory)")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -570,6 +612,7 @@ SECTIONS: dict[str, Callable[[], str | None]] = {
     "canonicalization": canonicalization_section,
     "ising": ising_section,
     "ising_ablation": ising_ablation_section,
+    "ising_l16": ising_l16_section,
     "graph_autoencoder": graph_autoencoder_section,
     "graph_autoencoder_variants": graph_autoencoder_variants_section,
     "graph_autoencoder_latent": graph_autoencoder_latent_section,
@@ -578,6 +621,7 @@ SECTIONS: dict[str, Callable[[], str | None]] = {
     "digress": digress_section,
     "digress_sampling": digress_sampling_section,
     "digress_step": digress_step_section,
+    "digress_reference": digress_reference_section,
     "symmetric_shapes": symmetric_shapes_section,
     "frames": frames_section,
 }

@@ -50,8 +50,21 @@ Choices:
 * Masked attention keys get a large finite negative score instead of ``-inf``, so a graph with
   no real node gives zeros instead of NaN.
 * Compile time (XLA inlines the threefry code at every random op): dropout masks of a layer
-  are cut from one uniform draw (same law as ``nn.Dropout``), and :meth:`TransformerNet.init`
-  cuts all parameters from one draw (same law as ``module.init``).
+  are cut from one random draw, and :meth:`TransformerNet.init` cuts all parameters from one
+  draw (same law as ``module.init``).
+* Dropout randomness (``GraphTransformerConfig.dropout_rng``): ``"uniform"`` (the default, the
+  masks of recorded runs) cuts every mask of a layer from one flat float32 uniform draw: the law
+  of ``nn.Dropout``. ``"bits16"`` draws, per layer and per molecule, raw threefry words (two
+  32-bit words per threefry block, each word split into two 16-bit numbers: 4 masks per block
+  instead of 1) and keeps an entry when its 16-bit number is ``>= round(rate * 2^16)``; kept
+  entries are scaled by ``1 / P(keep)``. The drop probability is ``round(rate * 2^16) / 2^16``
+  (0.1 -> 0.10000610), every entry independent, expectation preserved exactly; it costs about a
+  quarter of the random numbers, and the per-molecule layout keeps the draw local to each shard
+  of a batch-sharded step. Different masks from ``"uniform"`` for the same key.
+* Speed (same function, other float rounding): the projections that read the same input are
+  one matmul (q, k, v; e_mul, e_add; the five maps of y), :class:`Linear` has a hand-written
+  VJP, and the per-channel attention core has a hand-written VJP that reuses the forward's
+  softmax (:func:`attention_core`); both are tested against ``jax.grad`` of the plain code.
 
 Every operation is permutation-equivariant in the node axis (tested with
 :func:`sympe_jax.testing.assert_equivariant`), including the positions of padded nodes, and real
@@ -68,12 +81,17 @@ from typing import Any
 import flax
 import flax.linen as nn
 import jax
+import jax.extend.random  # noqa: F401 - threefry2x32_p for the bits16 dropout
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
     "GraphTransformerConfig",
+    "DROPOUT_RNGS",
     "Linear",
+    "dense",
+    "attention_core",
+    "attention_core_reference",
     "NodeEdgeBlock",
     "XEyTransformerLayer",
     "GraphTransformer",
@@ -81,6 +99,9 @@ __all__ = [
     "count_params",
     "fast_init",
 ]
+
+
+DROPOUT_RNGS = ("uniform", "bits16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +123,7 @@ class GraphTransformerConfig:
     dim_ffE: int = 128                  # hidden_dims.dim_ffE
     dim_ffy: int = 2048                 # not passed by the reference: the layer default 2048
     dropout: float = 0.1                # the layer default
+    dropout_rng: str = "uniform"        # "uniform" (exact nn.Dropout law) or "bits16" (see the module docstring)
     layer_norm_eps: float = 1e-5        # PyTorch's LayerNorm default
     out_dim_X: int = 4                  # atom classes C, N, O, F
     out_dim_E: int = 5                  # no bond, single, double, triple, aromatic
@@ -112,6 +134,8 @@ class GraphTransformerConfig:
             raise ValueError(f"dx = {self.dx} must be divisible by n_head = {self.n_head}")
         if min(self.n_layers, self.dx, self.de, self.dy, self.n_head) < 1:
             raise ValueError(f"all layer sizes must be positive: {self}")
+        if self.dropout_rng not in DROPOUT_RNGS:
+            raise ValueError(f"dropout_rng must be one of {DROPOUT_RNGS}, got {self.dropout_rng!r}")
 
     @classmethod
     def paper(cls, **overrides: Any) -> "GraphTransformerConfig":
@@ -139,6 +163,49 @@ def _torch_uniform(fan_in: int):
     return init
 
 
+@jax.custom_vjp
+def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """``x @ kernel + bias`` for ``x [..., k]``, ``kernel [k, f]``, ``bias [f]`` -> ``[..., f]``.
+
+    Its VJP is written by hand: the weight gradient ``x^T g`` over all leading axes is computed
+    from the 2-d views with the operand of fewer channels transposed explicitly (XLA's CPU
+    default transposes the larger one, e.g. the ``[B n^2, dx]`` cotangent of an edge-side layer).
+    """
+    return jnp.matmul(x, kernel) + bias
+
+
+def _dense_fwd(x, kernel, bias):
+    return dense(x, kernel, bias), (x, kernel)
+
+
+def _dense_bwd(res, g):
+    x, kernel = res
+    k, f = kernel.shape
+    x2, g2 = x.reshape(-1, k), g.reshape(-1, f)
+    dx = jnp.matmul(g, kernel.T)
+    if k <= f:
+        dk = jnp.matmul(jnp.transpose(x2), g2)
+    else:
+        dk = jnp.transpose(jnp.matmul(jnp.transpose(g2), x2))
+    return dx, dk.astype(kernel.dtype), jnp.sum(g2, axis=0).astype(kernel.dtype)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+class _LinearParams(nn.Module):
+    """The ``kernel [fan_in, features]`` and ``bias [features]`` of a :class:`Linear` (same names and init)."""
+
+    features: int
+    fan_in: int
+
+    @nn.compact
+    def __call__(self) -> tuple[jax.Array, jax.Array]:
+        kernel = self.param("kernel", _torch_uniform(self.fan_in), (self.fan_in, self.features), jnp.float32)
+        bias = self.param("bias", _torch_uniform(self.fan_in), (self.features,), jnp.float32)
+        return kernel, bias
+
+
 class Linear(nn.Module):
     """``nn.Dense`` with PyTorch's ``nn.Linear`` initialisation (kernel and bias uniform)."""
 
@@ -149,7 +216,74 @@ class Linear(nn.Module):
         fan_in = x.shape[-1]
         kernel = self.param("kernel", _torch_uniform(fan_in), (fan_in, self.features), jnp.float32)
         bias = self.param("bias", _torch_uniform(fan_in), (self.features,), jnp.float32)
-        return jnp.matmul(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)
+        return dense(x, kernel.astype(x.dtype), bias.astype(x.dtype))
+
+
+def _fused_linear(x: jax.Array, specs: tuple[tuple[str, int], ...]) -> list[jax.Array]:
+    """Several :class:`Linear` layers of one input ``x [..., k]`` as one matmul (call inside a
+    compact method: ``specs`` = ``((name, features), ...)``, the parameters keep those names)."""
+    fan_in = x.shape[-1]
+    params = [_LinearParams(f, fan_in, name=name)() for name, f in specs]
+    kernel = jnp.concatenate([k for k, _ in params], axis=1).astype(x.dtype)
+    bias = jnp.concatenate([b for _, b in params]).astype(x.dtype)
+    out = dense(x, kernel, bias)
+    return jnp.split(out, np.cumsum([f for _, f in specs])[:-1].tolist(), axis=-1)
+
+
+def attention_core_reference(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head: int):
+    """The plain code of :func:`attention_core` (``jax.grad`` of it is the test oracle)."""
+    new_E, weighted_V, _ = _attention_forward(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head)
+    return new_E, weighted_V
+
+
+def _attention_forward(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head):
+    scale = 1.0 / math.sqrt(Q.shape[-1] // n_head)
+    Y = (Q[:, :, None] * K[:, None, :] * scale) * (E_mul + 1.0) + E_add
+    new_E = y_e_add[:, None, None] + (y_e_mul[:, None, None] + 1.0) * Y
+    neg = jnp.asarray(jnp.finfo(Y.dtype).min / 2, Y.dtype)
+    attn = jax.nn.softmax(jnp.where(key_mask[:, None, :, None] > 0, Y, neg), axis=2)
+    return new_E, jnp.sum(attn * V[:, None, :], axis=2), attn
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(8,))
+def attention_core(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head: int):
+    """The node-edge attention of :class:`NodeEdgeBlock` between its projections.
+
+    ``Q, K, V [B, n, dx]`` (masked), ``E_mul, E_add [B, n, n, dx]`` (masked on pairs),
+    ``y_e_add, y_e_mul [B, dx]``, ``key_mask [B, n]`` (1.0 for real keys, 0.0 else; not
+    differentiated) -> ``(new_E [B, n, n, dx], weighted_V [B, n, dx])`` with
+    ``Y_ij = Q_i K_j / sqrt(dx / n_head) * (E_mul_ij + 1) + E_add_ij`` (channel-wise),
+    ``new_E = y_e_add + (y_e_mul + 1) Y`` and ``weighted_V_i = sum_j softmax_j(Y)_ij V_j`` (per
+    channel; masked keys excluded). Hand-written VJP: reuses the forward's softmax and uses
+    ``sum_j a_ij (g_i V_j) = g_i weighted_V_i`` for the softmax term, one pass over the
+    ``[B, n, n, dx]`` tensors.
+    """
+    return attention_core_reference(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head)
+
+
+def _attention_fwd(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head):
+    new_E, weighted_V, attn = _attention_forward(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head)
+    return (new_E, weighted_V), (Q, K, V, E_mul, E_add, y_e_mul, key_mask, attn, weighted_V)
+
+
+def _attention_bwd(n_head, res, cotangents):
+    Q, K, V, E_mul, E_add, y_e_mul, key_mask, attn, weighted_V = res
+    g_E, g_V = cotangents
+    scale = 1.0 / math.sqrt(Q.shape[-1] // n_head)
+    S = Q[:, :, None] * K[:, None, :] * scale                                # [B, n, n, dx]
+    Y = S * (E_mul + 1.0) + E_add
+    # softmax: d logits_ij = a_ij (g_i V_j - g_i wV_i), zero at masked keys
+    d_soft = attn * (g_V[:, :, None] * (V[:, None, :] - weighted_V[:, :, None]))
+    dY = g_E * (y_e_mul[:, None, None] + 1.0) + d_soft * key_mask[:, None, :, None]
+    dS = dY * (E_mul + 1.0)
+    dQ = jnp.sum(dS * K[:, None, :], axis=2) * scale
+    dK = jnp.sum(dS * Q[:, :, None], axis=1) * scale
+    dV = jnp.sum(attn * g_V[:, :, None], axis=1)
+    return (dQ, dK, dV, dY * S, dY, jnp.sum(g_E, axis=(1, 2)), jnp.sum(g_E * Y, axis=(1, 2)),
+            jnp.zeros_like(key_mask))
+
+
+attention_core.defvjp(_attention_fwd, _attention_bwd)
 
 
 class _MLP(nn.Module):
@@ -199,43 +333,28 @@ class NodeEdgeBlock(nn.Module):
 
     @nn.compact
     def __call__(self, X, E, y, node_mask):
-        B, n, _ = X.shape
-        h, df = self.n_head, self.dx // self.n_head
+        dx, dy = self.dx, self.dy
         x_mask, pair = _masks(node_mask, X.dtype)
 
-        Q = (Linear(self.dx, name="q")(X) * x_mask).reshape(B, n, h, df)
-        K = (Linear(self.dx, name="k")(X) * x_mask).reshape(B, n, h, df)
-        V = (Linear(self.dx, name="v")(X) * x_mask).reshape(B, n, h, df)
+        Q, K, V = (t * x_mask for t in _fused_linear(X, (("q", dx), ("k", dx), ("v", dx))))
+        E_mul, E_add = (t * pair for t in _fused_linear(E, (("e_mul", dx), ("e_add", dx))))
+        y_e_add, y_e_mul, y_x_add, y_x_mul, y_y = _fused_linear(
+            y, (("y_e_add", dx), ("y_e_mul", dx), ("y_x_add", dx), ("y_x_mul", dx), ("y_y", dy)))
 
-        # Unnormalised scores, every channel kept: Y[b, i, j] = Q_i * K_j / sqrt(df).
-        Y = Q[:, :, None] * K[:, None, :] / math.sqrt(df)                   # [B, n, n, h, df]
-        E_mul = (Linear(self.dx, name="e_mul")(E) * pair).reshape(B, n, n, h, df)
-        E_add = (Linear(self.dx, name="e_add")(E) * pair).reshape(B, n, n, h, df)
-        Y = Y * (E_mul + 1.0) + E_add
-
-        # New edge features: FiLM from y, then back to de channels.
-        new_E = Y.reshape(B, n, n, self.dx)
-        y_e_add = Linear(self.dx, name="y_e_add")(y)[:, None, None]
-        y_e_mul = Linear(self.dx, name="y_e_mul")(y)[:, None, None]
-        new_E = y_e_add + (y_e_mul + 1.0) * new_E
+        # Y_ij = Q_i * K_j / sqrt(df) * (E_mul_ij + 1) + E_add_ij, every channel kept; new edge
+        # features y_e_add + (y_e_mul + 1) * Y; softmax over the keys j per channel; weighted V.
+        new_E, weighted_V = attention_core(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, node_mask.astype(X.dtype),
+                                           self.n_head)
         new_E = Linear(self.de, name="e_out")(new_E) * pair
 
-        # Softmax over the keys j, separately for each head and channel; padded keys excluded.
-        key_real = node_mask[:, None, :, None, None]                         # [B, 1, n, 1, 1]
-        neg = jnp.asarray(jnp.finfo(Y.dtype).min / 2, Y.dtype)
-        attn = jax.nn.softmax(jnp.where(key_real, Y, neg), axis=2)
-        weighted_V = jnp.sum(attn * V[:, None, :], axis=2).reshape(B, n, self.dx)
-
-        y_x_add = Linear(self.dx, name="y_x_add")(y)[:, None]
-        y_x_mul = Linear(self.dx, name="y_x_mul")(y)[:, None]
-        new_X = y_x_add + (y_x_mul + 1.0) * weighted_V
-        new_X = Linear(self.dx, name="x_out")(new_X) * x_mask
+        new_X = y_x_add[:, None] + (y_x_mul[:, None] + 1.0) * weighted_V
+        new_X = Linear(dx, name="x_out")(new_X) * x_mask
 
         # Global features from y and from masked statistics of the layer's input X and E.
-        x_y = Linear(self.dy, name="x_y")(_masked_stats(X, x_mask, (1,)))
-        e_y = Linear(self.dy, name="e_y")(_masked_stats(E, pair, (1, 2)))
-        new_y = Linear(self.dy, name="y_y")(y) + x_y + e_y
-        new_y = Linear(self.dy, name="y_out_2")(nn.relu(Linear(self.dy, name="y_out_1")(new_y)))
+        x_y = Linear(dy, name="x_y")(_masked_stats(X, x_mask, (1,)))
+        e_y = Linear(dy, name="e_y")(_masked_stats(E, pair, (1, 2)))
+        new_y = y_y + x_y + e_y
+        new_y = Linear(dy, name="y_out_2")(nn.relu(Linear(dy, name="y_out_1")(new_y)))
         return new_X, new_E, new_y
 
 
@@ -251,6 +370,7 @@ class XEyTransformerLayer(nn.Module):
     dim_ffy: int
     dropout: float
     layer_norm_eps: float
+    dropout_rng: str = "uniform"
 
     @nn.compact
     def __call__(self, X, E, y, node_mask, *, deterministic: bool):
@@ -260,7 +380,7 @@ class XEyTransformerLayer(nn.Module):
                  "ffE": (B, n, n, self.dim_ffE), "y": (B, self.dy), "ffy": (B, self.dim_ffy)}
         drop = _Dropouts(self.dropout, deterministic, self.make_rng("dropout") if not deterministic and
                          self.dropout > 0 else None,
-                         [sites[k] for k in ("X", "E", "y", "ffX", "X", "ffE", "E", "ffy", "y")])
+                         [sites[k] for k in ("X", "E", "y", "ffX", "X", "ffE", "E", "ffy", "y")], self.dropout_rng)
 
         new_X, new_E, new_y = NodeEdgeBlock(self.dx, self.de, self.dy, self.n_head, name="self_attn")(
             X, E, y, node_mask)
@@ -279,22 +399,37 @@ class XEyTransformerLayer(nn.Module):
 
 
 class _Dropouts:
-    """Inverted dropout at a fixed sequence of sites, all masks cut from one random draw.
+    """Inverted dropout at a fixed sequence of sites, all masks of a layer cut from one random draw.
 
-    Same law as ``nn.Dropout`` at each site (independent Bernoulli(1 - rate) keeps, scaled by
-    1 / (1 - rate)); one random op per layer instead of one per site keeps XLA's compile time
-    down (the threefry code is inlined at every random op).
+    ``rng="uniform"``: one flat float32 uniform draw; at each site the law of ``nn.Dropout``
+    (independent Bernoulli(1 - rate) keeps, scaled by 1 / (1 - rate)). ``rng="bits16"``: one
+    threefry draw of ``[B, words]`` (per molecule: counter = (molecule, word)), every 32-bit word
+    split into two 16-bit numbers ``u``; keep where ``u >= round(rate * 2^16)``, scaled by
+    1 / P(keep) (module docstring). One random op per layer instead of one per site keeps XLA's
+    compile time down (the threefry code is inlined at every random op).
     """
 
-    def __init__(self, rate, deterministic, key, shapes):
-        self.rate, self.active = rate, (not deterministic) and rate > 0
-        self.sizes = [math.prod(s) for s in shapes]
+    def __init__(self, rate, deterministic, key, shapes, rng: str = "uniform"):
+        self.rate, self.active, self.rng = rate, (not deterministic) and rate > 0, rng
         self.shapes, self.i = shapes, 0
-        if self.active:
-            if rate >= 1.0:
-                raise ValueError(f"dropout rate must be < 1, got {rate}")
-            self.u = jax.random.uniform(key, (sum(self.sizes),), jnp.float32)
-            self.offsets = np.cumsum([0] + self.sizes)
+        if rng not in DROPOUT_RNGS:
+            raise ValueError(f"dropout_rng must be one of {DROPOUT_RNGS}, got {rng!r}")
+        if not self.active:
+            return
+        if rate >= 1.0:
+            raise ValueError(f"dropout rate must be < 1, got {rate}")
+        if rng == "uniform":
+            sizes = [math.prod(s) for s in shapes]
+            self.u = jax.random.uniform(key, (sum(sizes),), jnp.float32)
+        else:
+            B = shapes[0][0]
+            if any(s[0] != B for s in shapes):
+                raise ValueError(f"bits16 dropout needs a common leading batch axis, got {shapes}")
+            sizes = [-(-math.prod(s[1:]) // 4) for s in shapes]     # threefry blocks per molecule and site
+            self.threshold = int(round(rate * 65536))
+            self.keep_scale = 65536.0 / (65536 - self.threshold)
+            self.words = _random_words(key, B, sum(sizes))
+        self.offsets = np.cumsum([0] + sizes)
 
     def __call__(self, v):
         i = self.i
@@ -303,8 +438,37 @@ class _Dropouts:
             return v
         if tuple(v.shape) != tuple(self.shapes[i]):
             raise ValueError(f"dropout site {i}: expected shape {self.shapes[i]}, got {v.shape}")
-        keep = (self.u[self.offsets[i]:self.offsets[i + 1]] >= self.rate).reshape(v.shape)
-        return jnp.where(keep, v / (1.0 - self.rate), 0.0).astype(v.dtype)
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        if self.rng == "uniform":           # exactly the masks and values of the recorded runs
+            keep = (self.u[lo:hi] >= self.rate).reshape(v.shape)
+            return jnp.where(keep, v / (1.0 - self.rate), 0.0).astype(v.dtype)
+        B, size = v.shape[0], math.prod(v.shape[1:])
+        w0, w1 = self.words[0][:, lo:hi], self.words[1][:, lo:hi]
+        low16 = jnp.uint32(0xFFFF)
+        u = jnp.stack([w0 & low16, w0 >> 16, w1 & low16, w1 >> 16], axis=-1).reshape(B, -1)[:, :size]
+        keep = (u >= self.threshold).reshape(v.shape)
+        return jnp.where(keep, v * jnp.asarray(self.keep_scale, v.dtype), 0.0).astype(v.dtype)
+
+
+def _random_words(key: jax.Array, batch: int, blocks: int) -> tuple[jax.Array, jax.Array]:
+    """Two uint32[batch, blocks] arrays of independent uniform words: the two outputs of threefry
+    block ``(b, k)`` (counter = (molecule, block)); each word gives two 16-bit numbers.
+
+    Molecule ``b``'s words depend only on ``(key, b)``, so a batch-sharded step draws its shard's
+    words locally.
+    """
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        data = jax.random.key_data(key)
+        threefry = jax.random.key_impl(key) == jax.random.key_impl(jax.random.key(0))
+    else:
+        data, threefry = key, key.shape == (2,)
+    if threefry:
+        rows = jax.lax.broadcasted_iota(jnp.uint32, (batch, blocks), 0)
+        cols = jax.lax.broadcasted_iota(jnp.uint32, (batch, blocks), 1)
+        w0, w1 = jax.extend.random.threefry2x32_p.bind(data[0], data[1], rows, cols)
+        return w0, w1
+    words = jax.random.bits(key, (2, batch, blocks), jnp.uint32)    # another PRNG implementation
+    return words[0], words[1]
 
 
 class GraphTransformer(nn.Module):
@@ -336,7 +500,7 @@ class GraphTransformer(nn.Module):
 
         for i in range(c.n_layers):
             X, E, y = XEyTransformerLayer(c.dx, c.de, c.dy, c.n_head, c.dim_ffX, c.dim_ffE, c.dim_ffy,
-                                          c.dropout, c.layer_norm_eps, name=f"tf_layers_{i}")(
+                                          c.dropout, c.layer_norm_eps, c.dropout_rng, name=f"tf_layers_{i}")(
                 X, E, y, node_mask, deterministic=deterministic)
 
         X = (_MLP(c.mlp_X, c.out_dim_X, False, name="mlp_out_X")(X) + X_skip) * x_mask

@@ -83,6 +83,7 @@ import pathlib
 import platform
 import sys
 import time
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -116,6 +117,9 @@ METRICS = ("validity", "relaxed_validity", "uniqueness", "novelty", "valid_conne
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    # Fields added after runs were recorded, with the value those runs had (experiments._lib.config).
+    LATE_DEFAULTS: ClassVar[dict] = {"dropout_rng": "uniform"}
+
     preset: str = option("cpu", "preset name (with --tag: <preset>-<tag>), the prefix of result files")
     encodings: tuple[str, ...] = option(("digress", "noise", "sympe"), "comma-separated rows to run, each a "
                                         "denoiser's symmetry breaking", aliases=("--rows",))
@@ -137,6 +141,8 @@ class Config:
     dim_ffE: int = option(128, "edge feed-forward width")
     dim_ffy: int = option(2048, "global feed-forward width")
     dropout: float = option(0.1, "dropout rate of the transformer layers")
+    dropout_rng: str = option("uniform", "dropout masks: 'uniform' (nn.Dropout's law; recorded runs) or 'bits16' "
+                              "(16-bit thresholds, per-molecule draws: P(drop) = round(rate 2^16) / 2^16, faster)")
     # Diffusion and training.
     T: int = option(100, "diffusion steps")
     t_min_train: int = option(1, "smallest diffusion step drawn in training")
@@ -211,6 +217,7 @@ def net_config(cfg: Config) -> GraphTransformerConfig:
     return GraphTransformerConfig(n_layers=cfg.n_layers, mlp_X=cfg.mlp_X, mlp_E=cfg.mlp_E, mlp_y=cfg.mlp_y,
                                   dx=cfg.dx, de=cfg.de, dy=cfg.dy, n_head=cfg.n_head, dim_ffX=cfg.dim_ffX,
                                   dim_ffE=cfg.dim_ffE, dim_ffy=cfg.dim_ffy, dropout=cfg.dropout,
+                                  dropout_rng=cfg.dropout_rng,
                                   out_dim_X=qm9.NUM_ATOM_CLASSES, out_dim_E=qm9.NUM_EDGE_CLASSES)
 
 
