@@ -488,7 +488,9 @@ def digress_reference_section() -> str | None:
         return None if bench is None else "_This result file holds no same-run measurement of the PyTorch reference._"
     sides = ref["sides"][1:]
     lim = ref["matmul_gflops"]
-    lines = [f"Command: `{_command(bench['command'].strip())}` (reference commit {(ref.get('reference_commit') or '780242b')[:7]}, "
+    command = re.sub(r"(--reference(?:-python)?) \S+", lambda m: f"{m.group(1)} {'PY' if 'python' in m.group(1) else 'DIR'}",
+                     _command(bench["command"].strip()))   # the reference's paths are the machine's, not the repository's
+    lines = [f"Command: `{command}` (reference commit {(ref.get('reference_commit') or '780242b')[:7]}, "
              f"torch {ref['versions']['reference']['torch']}, jax {ref['versions']['ours']['jax']}; {ref['threads']} threads "
              f"each, allocator {' '.join(f'{k}={v}' for k, v in ref['allocator'].items())}, reference "
              f"{' '.join(f'{k}={v}' for k, v in ref.get('reference_env', {}).items()) or 'default OpenMP settings'}). "
@@ -594,7 +596,7 @@ def summary_section() -> str | None:
                          f"{_fmt(*nll, 2)} | {'-' if r['paper_nll'] is None else r['paper_nll']} |")
     sh = _load(RESULTS / "symmetric_shapes" / "summary.json")
     if sh is not None:
-        for m in sh["methods"]:
+        for m in [m for m in sh["methods"] if m in ("none", "sympe", "mlp")]:   # the rest on its page
             r = sh["rows"][m]
             lines.append(f"| [Symmetric shapes, E(3)](docs/symmetric_shapes.md): test loss (min over point group) | "
                          f"{r['label']} | {_fmt(*_mean_std(r['loss']))} | - |")
