@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.canonicalization import _time   # median and IQR of a blocking call, one definition
 from sympe_jax import frames
 from sympe_jax.groups import orthogonal
 
@@ -147,18 +148,6 @@ def exact_kernel_frame(rng: np.random.Generator, points: np.ndarray, atol: float
 
 
 # ----------------------------------------------------------------------------- timing
-
-
-def _time(fn, reps: int) -> tuple[float, float]:
-    """Median and interquartile range of the wall time in seconds (``fn`` blocks until done)."""
-    fn()  # warm-up (compilation)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    q1, med, q3 = np.percentile(times, [25, 50, 75])
-    return float(med), float(q3 - q1)
 
 
 def bench_family(family: str, batch: int, reps: int, exact_clouds: int, seed: int = 0) -> dict:
