@@ -27,6 +27,7 @@ import optax
 
 from experiments._lib import distributed
 from experiments._lib import train as T
+from tests.experiments._lib._train_multidevice import init_params, loss_fn   # the same tiny MLP as the multi-device test
 
 BATCH = 8            # 2 rows per device with 4 devices
 NUM_STEPS = 12
@@ -43,21 +44,6 @@ def rows(step, index, count):
         x.append(xr)
         y.append(np.sin(xr.sum(keepdims=True)).astype(np.float32))
     return {"x": np.stack(x), "y": np.stack(y)}
-
-
-def init_params(key):
-    k1, k2 = jax.random.split(key)
-    return {"w1": 0.5 * jax.random.normal(k1, (3, 16)), "b1": jnp.zeros(16),
-            "w2": 0.5 * jax.random.normal(k2, (16, 1)), "b2": jnp.zeros(1)}
-
-
-def loss_fn(params, batch, key):
-    k_drop, k_noise = jax.random.split(key)
-    h = jnp.tanh(batch["x"] @ params["w1"] + params["b1"])
-    h = h * jax.random.bernoulli(k_drop, 0.9, h.shape) / 0.9
-    pred = h @ params["w2"] + params["b2"]
-    err = pred - (batch["y"] + 0.01 * jax.random.normal(k_noise, batch["y"].shape))
-    return jnp.mean(err**2), {"mae": jnp.mean(jnp.abs(err))}
 
 
 VAL = rows(10**6, 0, 1)
