@@ -15,6 +15,7 @@ a (J_x, J_y) grid at fixed h, drawn beside the true phase diagram.
 
     python -m experiments.ising --preset demo                  # 2 methods, 400 steps: ~1 min
     python -m experiments.ising --preset cpu                   # ~10 min on 2 CPU cores
+    python -m experiments.ising --preset long                  # 4x the steps, 2048 test Hamiltonians: ~1 h
     python -m experiments.ising --preset paper                 # L = 16, for an accelerator
     python -m experiments.ising --preset cpu --encodings none,sympe --num-steps 300 --seeds 0   # override any field
 
@@ -94,6 +95,7 @@ class Config:
 
 PRESETS = {
     "cpu": Config(),
+    "long": Config(preset="long", num_steps=10000, checkpoint_every=2000, num_eval=2048),
     "demo": Config(preset="demo", num_steps=400, warmup_steps=50, encodings=("none", "sympe"), seeds=(0,),
                    num_eval=256, grid_n=9, checkpoint_every=200),
     "paper": Config(preset="paper", L=16, features=(32, 32, 32, 32, 32, 32), scorer_features=(8, 8),
