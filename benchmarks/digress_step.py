@@ -44,7 +44,11 @@ t(forward)), XLA's FLOP count of our step and the fraction of the measured float
 limit (a large ``jnp.matmul``) that each side reaches, our compile time; then, in fresh
 processes, the peak resident memory of a process that builds the model and runs two steps, at
 batch 256 and 1024 (skipped when the prediction from the smaller batch exceeds the available
-memory). Without ``--reference`` no reference is measured and none is printed.
+memory). Sampling (``--compare-sampling``, the same configurations): the reference's reverse
+step ``sample_p_zs_given_zt`` (network in eval mode, no autograd, called as its ``sample_batch``
+loop calls it) against our jitted sampler (10 reverse steps per ``lax.scan`` call), in
+alternating blocks; reported per reverse step, with the ratio's spread. Without ``--reference``
+no reference is measured and none is printed.
 
 Environment: on these virtual machines glibc's default allocator settings made a PyTorch step
 25x slower; ``--allocator both`` (the default of a full run) measures in two child processes,
@@ -108,6 +112,8 @@ def _parse(argv=None) -> argparse.Namespace:
                    help="model:batch configurations timed side by side")
     g.add_argument("--memory", default="paper:256,paper:1024,cpu:256,cpu:1024",
                    help="model:batch configurations whose peak memory is measured (fresh processes); '' = none")
+    g.add_argument("--compare-sampling", default="paper:64,paper:256,cpu:128",
+                   help="model:batch configurations whose reverse (sampling) step is timed side by side; '' = none")
     g.add_argument("--compare-rounds", type=int, default=5, help="alternation rounds per configuration")
     g.add_argument("--compare-seconds", type=float, default=6.0,
                    help="target length of a timed block (steps per block = this / the reference's step time)")
@@ -460,6 +466,7 @@ def compare_with_reference(a: argparse.Namespace) -> dict:
                                     for p in PHASES), flush=True)
                 for w in workers.values():
                     w.ask(cmd="release")
+            out["sampling"] = _compare_sampling(a, ref, ours, pathlib.Path(tmp))
         finally:
             for w in workers.values():
                 w.close()
@@ -498,6 +505,50 @@ def compare_with_reference(a: argparse.Namespace) -> dict:
                       f"{base['current_gib']:.2f} GiB)", flush=True)
             out["memory"][name] = row
     out["load_end"] = list(os.getloadavg())
+    return out
+
+
+SAMPLE_STEPS = 10   # reverse steps per call of our sampler (a T = 10 schedule; a step's cost does not depend on T)
+
+
+def _compare_sampling(a: argparse.Namespace, ref: _Worker, ours: _Worker, tmp: pathlib.Path) -> dict:
+    """Reverse-step time of the reference's ``sample_p_zs_given_zt`` (eager, no autograd) and of
+    our jitted sampler (``SAMPLE_STEPS`` steps per call), alternating timed blocks; no dropout
+    in sampling, so one worker of ours."""
+    out = {}
+    for model, B in _pairs(a.compare_sampling):
+        name = f"{model}:{B}"
+        path = tmp / f"batches_{B}.npz"
+        if not path.exists():
+            _compare_batches(path, B)
+        s_ref = ref.ask(cmd="sample_setup", model=model, dims=COMPARE_MODELS[model], batches=str(path), T=PAPER_T)
+        s_ours = ours.ask(cmd="sample_setup", model=model, dims=COMPARE_MODELS[model], batch=B, steps=SAMPLE_STEPS)
+        ref_step = float(np.median(ref.ask(cmd="sample_block", reps=2)["step_s"]))
+        steps = max(SAMPLE_STEPS, int(round(a.compare_seconds / max(ref_step, 1e-3))))
+        calls = max(1, steps // SAMPLE_STEPS)
+        times = {"reference": [], "ours": []}
+        for r in range(a.compare_rounds):
+            for side in (("reference", "ours") if r % 2 == 0 else ("ours", "reference")):
+                if side == "reference":
+                    ans = ref.ask(cmd="sample_block", reps=calls * SAMPLE_STEPS)
+                else:
+                    ans = ours.ask(cmd="sample_block", reps=calls)
+                times[side].append(float(np.median(ans["step_s"])))
+        ratio = _ratio_stats(np.array(times["reference"]) / np.array(times["ours"]))
+        out[name] = {"model": model, "batch": B, "rounds": a.compare_rounds,
+                     "reverse_steps_per_block": calls * SAMPLE_STEPS, "ratio_reference_over_ours": ratio,
+                     "compile_and_first_call_s": {"reference": s_ref["compile_and_first_call_s"],
+                                                  "ours": s_ours["compile_and_first_call_s"]},
+                     "load_end": list(os.getloadavg())}
+        for side in times:
+            med = float(np.median(times[side]))
+            out[name][side] = {"median_s": med, "per_block_s": times[side], "molecules_per_s": B / med,
+                               "full_sampling_s_at_T500": med * PAPER_T}
+        print(f"  sampling {name}: reference {out[name]['reference']['median_s'] * 1e3:.0f} ms, ours "
+              f"{out[name]['ours']['median_s'] * 1e3:.0f} ms per reverse step; reference / ours "
+              f"{ratio['median']:.2f} [{ratio['min']:.2f}, {ratio['max']:.2f}]", flush=True)
+        for w in (ref, ours):
+            w.ask(cmd="release")
     return out
 
 
@@ -574,19 +625,14 @@ class _OursWorker:
         import jax.numpy as jnp
         import optax
 
-        from experiments.digress_qm9.diffusion import DiffusionConfig, DiGress, qm9_reference
-        from experiments.digress_qm9.diffusion import sympe as sympe_lib
         from experiments.digress_qm9.diffusion.loss import cross_entropy_loss
-        from experiments.digress_qm9.graph_transformer import GraphTransformerConfig, count_params
+        from experiments.digress_qm9.graph_transformer import count_params
 
         self.state = None
         data = np.load(batches)
         self.batches = [{"X": jnp.asarray(data["X"][i]), "E": jnp.asarray(data["E"][i]),
                          "node_mask": jnp.asarray(data["node_mask"][i])} for i in range(data["X"].shape[0])]
-        netcfg = GraphTransformerConfig(**dims, out_dim_X=4, out_dim_E=5, dropout_rng=dropout_rng)
-        den = sympe_lib.make_denoiser("none", netcfg)
-        dg = DiGress(den, x_marginals=qm9_reference.ATOM_MARGINALS, e_marginals=qm9_reference.EDGE_MARGINALS,
-                     n_nodes_histogram=qm9_reference.N_NODES_HISTOGRAM, config=DiffusionConfig(T=T))
+        den, dg = self._digress(dims, T, dropout_rng)
         opt = optax.chain(optax.scale_by_amsgrad(), optax.add_decayed_weights(WEIGHT_DECAY),
                           optax.scale(-LEARNING_RATE))
         b0 = self.batches[0]
@@ -684,6 +730,46 @@ class _OursWorker:
             ph["optimizer"].append(t4 - t3)
         return {"step_s": times, "phases": ph}
 
+    @staticmethod
+    def _digress(dims: dict, T: int, dropout_rng: str = "uniform"):
+        """Our ``digress`` row with the reference's 5 edge classes and marginals: (denoiser, DiGress)."""
+        from experiments.digress_qm9.diffusion import DiffusionConfig, DiGress, qm9_reference
+        from experiments.digress_qm9.diffusion import sympe as sympe_lib
+        from experiments.digress_qm9.graph_transformer import GraphTransformerConfig
+
+        netcfg = GraphTransformerConfig(**dims, out_dim_X=4, out_dim_E=5, dropout_rng=dropout_rng)
+        den = sympe_lib.make_denoiser("none", netcfg)
+        return den, DiGress(den, x_marginals=qm9_reference.ATOM_MARGINALS, e_marginals=qm9_reference.EDGE_MARGINALS,
+                            n_nodes_histogram=qm9_reference.N_NODES_HISTOGRAM, config=DiffusionConfig(T=T))
+
+    def sample_setup(self, model: str, dims: dict, batch: int, steps: int) -> dict:
+        """``dg.sample`` of ``batch`` molecules with a schedule of ``steps`` reverse steps (one jitted
+        ``lax.scan``; the cost of a step does not depend on T), compiled and run once."""
+        import jax
+        import jax.numpy as jnp
+        self.state = None
+        den, dg = self._digress(dims, steps)
+        n = dg.n_max
+        params = den.init(jax.random.key(0), jnp.zeros((1, n, 4)), jnp.zeros((1, n, n, 5)), jnp.ones((1, n), bool))
+        t0 = time.perf_counter()
+        jax.block_until_ready(dg.sample(params, jax.random.key(1), num_samples=batch))
+        first_s = time.perf_counter() - t0
+        self.state = {"dg": dg, "params": params, "batch": batch, "steps": steps, "counter": 0}
+        return {"compile_and_first_call_s": first_s}
+
+    def sample_block(self, reps: int) -> dict:
+        """``reps`` sampling calls; the time per reverse step of each."""
+        import jax
+        st = self.state
+        times = []
+        for _ in range(reps):
+            st["counter"] += 1
+            t0 = time.perf_counter()
+            jax.block_until_ready(st["dg"].sample(st["params"], jax.random.key(10 + st["counter"]),
+                                                  num_samples=st["batch"]))
+            times.append((time.perf_counter() - t0) / st["steps"])
+        return {"step_s": times}
+
     def release(self) -> dict:
         self.state = None
         import gc
@@ -720,48 +806,14 @@ class _ReferenceWorker:
         return {"gflops": 2 * size ** 3 / best / 1e9, "size": size}
 
     def setup(self, model: str, dims: dict, batches: str, T: int, warmup: int, phases: bool = True) -> dict:
-        import types
-
         torch = self.torch
-        from src.diffusion.extra_features import ExtraFeatures
-        from src.diffusion.extra_features_molecular import ExtraMolecularFeatures
-        from src.diffusion.noise_schedule import MarginalUniformTransition, PredefinedNoiseScheduleDiscrete
-        from src.diffusion_model_discrete import DiscreteDenoisingDiffusion
         from src.metrics.train_metrics import TrainLossDiscrete
-        from src.models.transformer_model import GraphTransformer
 
         self.state = None
         torch.manual_seed(0)
-        data = np.load(batches)
-        self.batches = [(torch.from_numpy(data["X"][i]), torch.from_numpy(data["E"][i]),
-                         torch.zeros(data["X"].shape[1], 0), torch.from_numpy(data["node_mask"][i]))
-                        for i in range(data["X"].shape[0])]
-        # QM9infos (remove_h=True) of the reference: the values its molecular features read.
-        infos = types.SimpleNamespace(max_n_nodes=9, remove_h=True, valencies=[4, 3, 2, 1],
-                                      atom_weights={0: 12, 1: 14, 2: 16, 3: 19}, max_weight=150)
-        hidden = {k: dims[k] for k in ("dx", "de", "dy", "n_head", "dim_ffX", "dim_ffE")}
-        net = GraphTransformer(n_layers=dims["n_layers"], input_dims={"X": 12, "E": 5, "y": 13},
-                               hidden_mlp_dims={"X": dims["mlp_X"], "E": dims["mlp_E"], "y": dims["mlp_y"]},
-                               hidden_dims=hidden, output_dims={"X": 4, "E": 5, "y": 0},
-                               act_fn_in=torch.nn.ReLU(), act_fn_out=torch.nn.ReLU())
-
-        class Reference(torch.nn.Module):
-            """The attributes the reference's DiscreteDenoisingDiffusion methods read."""
-            apply_noise = DiscreteDenoisingDiffusion.apply_noise
-            compute_extra_data = DiscreteDenoisingDiffusion.compute_extra_data
-            forward = DiscreteDenoisingDiffusion.forward
-            device = torch.device("cpu")
-
-        r = Reference()
-        r.model = net
-        r.T = T
-        r.Xdim_output, r.Edim_output, r.ydim_output = 4, 5, 0
-        r.noise_schedule = PredefinedNoiseScheduleDiscrete("cosine", timesteps=T)
-        r.transition_model = MarginalUniformTransition(
-            x_marginals=torch.tensor([0.7230, 0.1151, 0.1593, 0.0026]),
-            e_marginals=torch.tensor([0.7261, 0.2384, 0.0274, 0.0081, 0.0]), y_classes=0)
-        r.extra_features = ExtraFeatures("all", dataset_info=infos)
-        r.domain_features = ExtraMolecularFeatures(dataset_infos=infos)
+        self.batches = self._load(batches)
+        r = self._reference(dims, T)
+        net = r.model
         r.train()
         loss_fn = TrainLossDiscrete(lambda_train=[5, 0])
         opt = torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, amsgrad=True, weight_decay=WEIGHT_DECAY)
@@ -796,6 +848,87 @@ class _ReferenceWorker:
             for p, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 ph[p].append(dt)
         return {"step_s": times, "phases": ph}
+
+    def _load(self, batches: str) -> list:
+        torch = self.torch
+        data = np.load(batches)
+        return [(torch.from_numpy(data["X"][i]), torch.from_numpy(data["E"][i]),
+                 torch.zeros(data["X"].shape[1], 0), torch.from_numpy(data["node_mask"][i]))
+                for i in range(data["X"].shape[0])]
+
+    def _reference(self, dims: dict, T: int):
+        """The reference's network, schedule, transitions and extra features, on an object carrying
+        the attributes its ``DiscreteDenoisingDiffusion`` methods read."""
+        import types
+
+        torch = self.torch
+        from src.diffusion.extra_features import ExtraFeatures
+        from src.diffusion.extra_features_molecular import ExtraMolecularFeatures
+        from src.diffusion.noise_schedule import MarginalUniformTransition, PredefinedNoiseScheduleDiscrete
+        from src.diffusion_model_discrete import DiscreteDenoisingDiffusion
+        from src.models.transformer_model import GraphTransformer
+
+        # QM9infos (remove_h=True) of the reference: the values its molecular features read.
+        infos = types.SimpleNamespace(max_n_nodes=9, remove_h=True, valencies=[4, 3, 2, 1],
+                                      atom_weights={0: 12, 1: 14, 2: 16, 3: 19}, max_weight=150)
+        hidden = {k: dims[k] for k in ("dx", "de", "dy", "n_head", "dim_ffX", "dim_ffE")}
+        net = GraphTransformer(n_layers=dims["n_layers"], input_dims={"X": 12, "E": 5, "y": 13},
+                               hidden_mlp_dims={"X": dims["mlp_X"], "E": dims["mlp_E"], "y": dims["mlp_y"]},
+                               hidden_dims=hidden, output_dims={"X": 4, "E": 5, "y": 0},
+                               act_fn_in=torch.nn.ReLU(), act_fn_out=torch.nn.ReLU())
+
+        class Reference(torch.nn.Module):
+            """The attributes the reference's DiscreteDenoisingDiffusion methods read."""
+            apply_noise = DiscreteDenoisingDiffusion.apply_noise
+            compute_extra_data = DiscreteDenoisingDiffusion.compute_extra_data
+            forward = DiscreteDenoisingDiffusion.forward
+            sample_p_zs_given_zt = DiscreteDenoisingDiffusion.sample_p_zs_given_zt
+            device = torch.device("cpu")
+
+        r = Reference()
+        r.model = net
+        r.T = T
+        r.Xdim_output, r.Edim_output, r.ydim_output = 4, 5, 0
+        r.noise_schedule = PredefinedNoiseScheduleDiscrete("cosine", timesteps=T)
+        r.transition_model = MarginalUniformTransition(
+            x_marginals=torch.tensor([0.7230, 0.1151, 0.1593, 0.0026]),
+            e_marginals=torch.tensor([0.7261, 0.2384, 0.0274, 0.0081, 0.0]), y_classes=0)
+        r.extra_features = ExtraFeatures("all", dataset_info=infos)
+        r.domain_features = ExtraMolecularFeatures(dataset_infos=infos)
+        return r
+
+    def sample_setup(self, model: str, dims: dict, batches: str, T: int) -> dict:
+        """The reference's reverse step, ``sample_p_zs_given_zt`` of its DiscreteDenoisingDiffusion
+        (network in eval mode, no autograd), as its ``sample_batch`` loop calls it, from the first
+        batch's graphs at t = T downwards."""
+        torch = self.torch
+        self.state = None
+        torch.manual_seed(0)
+        X, E, y, node_mask = self._load(batches)[0]
+        r = self._reference(dims, T)
+        r.eval()
+        self.state = {"r": r, "start": (X, E, y, node_mask), "z": (X, E, y), "s": T - 1}
+        t0 = time.perf_counter()
+        self.sample_block(reps=1)
+        return {"compile_and_first_call_s": time.perf_counter() - t0}
+
+    def sample_block(self, reps: int) -> dict:
+        torch = self.torch
+        st = self.state
+        r, (_, _, _, node_mask) = st["r"], st["start"]
+        bs = node_mask.shape[0]
+        times = []
+        with torch.no_grad():
+            for _ in range(reps):
+                if st["s"] < 0:                      # back to t = T after a full trajectory
+                    st["z"], st["s"] = st["start"][:3], r.T - 1
+                X, E, y = st["z"]
+                t0 = time.perf_counter()
+                s_array = st["s"] * torch.ones((bs, 1))
+                sampled, _ = r.sample_p_zs_given_zt(s_array / r.T, (s_array + 1) / r.T, X, E, y, node_mask)
+                times.append(time.perf_counter() - t0)
+                st["z"], st["s"] = (sampled.X, sampled.E, sampled.y), st["s"] - 1
+        return {"step_s": times}
 
     def release(self) -> dict:
         self.state = None

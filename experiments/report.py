@@ -521,6 +521,16 @@ def digress_reference_section() -> str | None:
                 r = row.get(side, {})
                 cells.append(f"{r['peak_rss_gib']:.2f}" if "peak_rss_gib" in r else "skipped (not enough memory)")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if ref.get("sampling"):
+        lines += ["", "Sampling: one reverse step (denoiser, posterior, categorical draw) of the reference's "
+                  "`sample_p_zs_given_zt` (eager, no autograd) against our jitted sampler, same run:", "",
+                  "| configuration | reference ms / reverse step | ours ms / reverse step | reference / ours "
+                  "| molecules / s at T = 500 (ref, ours) |", "|---|---|---|---|---|"]
+        for name, row in ref["sampling"].items():
+            r, o = row["reference"], row["ours"]
+            lines.append(f"| {name} | {r['median_s'] * 1e3:.0f} | {o['median_s'] * 1e3:.0f} | "
+                         f"{rng(row['ratio_reference_over_ours'])} | {row['batch'] / r['full_sampling_s_at_T500']:.2f}, "
+                         f"{row['batch'] / o['full_sampling_s_at_T500']:.2f} |")
     return "\n".join(lines)
 
 
