@@ -363,6 +363,7 @@ def digress_section() -> str | None:
              "| method | seeds | test NLL (ours; per seed) | NLL minus first row, paired by molecule | validity (per seed) | "
              "relaxed validity | uniqueness | novelty | train time (s) | test NLL (paper) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    order_rows = [row for row in summary["order"] if "order" in summary["rows"][row]]
     for row in summary["order"]:
         r = summary["rows"][row]
         nll = r["nll"] if len(r["seeds"]) > 1 else [r["nll"][0], r["nll_sem_within_seed"]]
@@ -396,8 +397,61 @@ def digress_section() -> str | None:
         lines += ["", "Ties of the SymPE score (nodes left for the random tie-break): " + "; ".join(
             f"{name}: {t['with_ties_fraction']:.1%} of molecules, {t['tied_nodes_per_molecule']:.2f} of "
             f"{t['nodes_per_molecule']:.2f} nodes per molecule" for name, t in ties.items()) + "."]
+    if order_rows:
+        lines += ["", *_digress_order_table(summary, order_rows)]
+    controls = [summary["rows"][row]["label"] for row in summary["order"] if summary["rows"][row].get("control")]
+    if controls:
+        lines += ["", "Rows labelled *leak control* are invalid or non-equivariant on purpose, not methods: "
+                  "they measure how much NLL a denoiser gains from information a valid equivariant one lacks. "
+                  "The clean-graph control has no clean graph when sampling, so its samples sort the noisy graph "
+                  "as SymPE does: its sample metrics are those of the leak-trained model without the leak."]
+    for row in summary["order"]:
+        if "scorer" in summary["rows"][row]:
+            lines += ["", _digress_scorer_line(summary["rows"][row])]
     lines += ["", "![samples](results/digress_qm9/samples.png)"]
     return "\n".join(lines)
+
+
+def _digress_order_table(summary: dict, rows: list[str]) -> list[str]:
+    """The order diagnostic of the DiGress rows that have one (``rows[row]["order"]`` of the summary):
+    NLL in dataset atom order, with every test molecule's nodes permuted, and the difference paired
+    by molecule; rows without one (result files older than the diagnostic) are left out."""
+    preset = summary["preset"]
+    lines = ["Order diagnostic: the test NLL in the dataset's atom order and with each test molecule's nodes "
+             "permuted at random (a fixed key per molecule), with the same t, z_t and z_0 per molecule in both "
+             "(drawn in dataset order, then permuted with the molecule). A denoiser that is equivariant in law "
+             "gives a difference of 0 within its standard error; one that reads the node order does not. "
+             "± of the difference: standard error over molecules (pooled over the seeds shown).", "",
+             "| method | seeds (run) | NLL, dataset order | NLL, nodes permuted | permuted − dataset, paired by molecule |",
+             "|---|---|---|---|---|"]
+    for row in rows:
+        r, o = summary["rows"][row], summary["rows"][row]["order"]
+        runs = ", ".join(f"`{p}`" for p in o["presets"] if p != preset)
+        seeds = ", ".join(str(x) for x in o["seeds"]) + (f" ({runs}: retrained, same config)" if runs else "")
+        cell = (lambda v: f"{v[0]:.2f}") if len(o["seeds"]) == 1 else (lambda v: _fmt(*v, 2))
+        lines.append(f"| {r['label']} | {seeds} | {cell(o['nll_dataset'])} | {cell(o['nll_permuted'])} | "
+                     f"{_fmt(*o['difference'], 3)} |")
+    return lines
+
+
+def _digress_scorer_line(r: dict) -> str:
+    """The learned scorer's diagnostics of a DiGress row, per seed (as the graph autoencoder's)."""
+    sc = r["scorer"]
+    per = lambda xs, f: ", ".join(f.format(x) for x in xs)  # noqa: E731
+    parts = [f"gradient norm in the scorer at initialisation {per(sc['grad_norm_init'], '{:.2g}')}, after training "
+             f"{per(sc['grad_norm_trained'], '{:.2g}')}"]
+    for when, name in (("clean", "clean test molecules"), ("t_half", "test molecules noised to t = T/2")):
+        if when in sc:
+            w = sc[when]
+            parts.append(f"{name}: nodes re-ranked against the fixed score {per(w['test_nodes_rank_changed_pct'], '{:.1f}%')}; "
+                         f"ties equal to the typed automorphism orbits in {per(w['ties_equal_orbits_fraction_learned'], '{:.1%}')} "
+                         f"of graphs (fixed score {per(w['ties_equal_orbits_fraction_fixed'], '{:.1%}')}); tied nodes "
+                         f"{per(w['tied_node_pct_learned'], '{:.1f}%')} (fixed {per(w['tied_node_pct_fixed'], '{:.1f}%')}, "
+                         f"automorphic {per(w['automorphic_node_pct'], '{:.1f}%')})")
+    return f"Learned scorer ({r['label']}; seeds {', '.join(map(str, sc['seeds']))}): " + "; ".join(parts) + "."
+
+
+_DIGRESS_DETERMINISTIC = ("digress", "sympe_index_ties", "index_pe")   # rows whose denoiser draws no randomness
 
 
 def digress_sampling_section() -> str | None:
@@ -413,7 +467,7 @@ def digress_sampling_section() -> str | None:
              "|---|---|---|---|---|---|---|---|"]
     for name, e in study["pooled"].items():
         row, mk = name.split("/")
-        lines.append(f"| {row} | {labels[mk] if row != 'digress' else 'none'} | "
+        lines.append(f"| {row} | {labels[mk] if row not in _DIGRESS_DETERMINISTIC else 'none'} | "
                      f"{', '.join(str(x) for x in e['seeds'])} | {e['num_samples']} | "
                      f"{_fmt(e['validity'], e['validity_se'])} | {_frac3(e['relaxed_validity'])} | "
                      f"{_frac3(e['uniqueness'])} | {_frac3(e['novelty'])} |")
@@ -601,6 +655,8 @@ def summary_section() -> str | None:
     if dg is not None:
         for row in dg["order"]:
             r = dg["rows"][row]
+            if r.get("control"):          # leak controls are not methods
+                continue
             nll = r["nll"] if len(r["seeds"]) > 1 else [r["nll"][0], r["nll_sem_within_seed"]]
             lines.append(f"| [DiGress on QM9](docs/digress_qm9.md): test NLL, nats per molecule | {r['label']} | "
                          f"{_fmt(*nll, 2)} | {'-' if r['paper_nll'] is None else r['paper_nll']} |")

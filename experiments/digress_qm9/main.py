@@ -11,6 +11,32 @@ seeds; only the symmetry breaking of the denoiser differs (``experiments.digress
   cycles + typed neighbourhood hash, ``sympe.node_scores``) with random tie-breaking;
 * ``sympe_edges``: the same node channels plus pair channels ``[u_i u_j, u_i + u_j]``,
   ``u = v[rank]``, appended to the edge input.
+* ``sympe_learned`` (nodes only): ``sympe`` whose score adds a learned, zero-initialised
+  per-node head (``sympe_jax.nn.scorers.NodeScoreHead`` of exactly equivariant node features of
+  the noisy graph) trained through the library's straight-through SymPE at temperature
+  ``scorer_temperature``; its record holds the scorer's diagnostics (``scorer_diagnostics``:
+  gradient norm at initialisation and after training, test nodes it re-ranked, its ties
+  against the typed automorphism orbits beside the fixed score's).
+
+Leak controls (invalid or non-equivariant on purpose, never methods; each labelled so): they
+measure how much NLL a denoiser gains from information a valid equivariant one does not have.
+
+* ``sympe_clean``: ``sympe`` sorted on the **clean** graph x0 instead of the noisy z_t. Its
+  NLL is not a bound (the denoiser sees its target). No clean graph exists when sampling, so
+  its samples sort z_t as ``sympe`` does: they show what the leak-trained model generates
+  without the leak.
+* ``sympe_index_ties``: ``sympe`` with ties broken by node index (deterministic): the
+  dataset's atom order leaks within every tie group.
+* ``index_pe``: ``v[i]`` for node i, no sorting: a positional encoding in dataset order.
+
+Order diagnostic (every row evaluated by this version): the test NLL twice, in the dataset's
+atom order and with every test molecule's real nodes permuted at random (a fixed key per
+molecule, ``order_permutations``). Both evaluations use the same key, hence the same t, z_t and
+z_0 per molecule (drawn in dataset order, then permuted with the molecule,
+``DiGress.nll(..., perm)``), so their per-molecule difference holds only the denoiser's own
+randomness and what it reads from the node order. A denoiser that is equivariant in law has a
+difference of 0 in expectation; the result file records both NLLs and the difference (mean,
+standard error over molecules) under ``order_diagnostic``.
 
 g~ is part of the model's randomness: one sample per graph per denoiser call, drawn from the
 denoiser's key. Training uses one g~ per graph and step; the test NLL (the reference's four
@@ -92,6 +118,7 @@ import optax
 import tqdm
 
 from sympe_jax import canonicalize
+from sympe_jax.groups import permutation
 
 from experiments._lib import config as common
 from experiments._lib import distributed, rundir
@@ -104,10 +131,18 @@ from experiments.digress_qm9.graph_transformer import GraphTransformerConfig, co
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURE = "tests/experiments/digress_qm9/fixtures/qm9_tiny.csv"
-ROWS = ("digress", "noise", "sympe", "sympe_edges")
-MODE = {"digress": "none", "noise": "noise", "sympe": "sympe", "sympe_edges": "sympe_edges"}
+ROWS = ("digress", "noise", "sympe", "sympe_edges", "sympe_learned", "sympe_clean", "sympe_index_ties", "index_pe")
+MODE = {"digress": "none", "noise": "noise", "sympe": "sympe", "sympe_edges": "sympe_edges",
+        "sympe_learned": "sympe_learned", "sympe_clean": "sympe_clean", "sympe_index_ties": "sympe_index_ties",
+        "index_pe": "index_pe"}
 LABELS = {"digress": "DiGress", "noise": "DiGress + noise", "sympe": "DiGress + SymPE (nodes only)",
-          "sympe_edges": "DiGress + SymPE (nodes + edges)"}
+          "sympe_edges": "DiGress + SymPE (nodes + edges)",
+          "sympe_learned": "DiGress + SymPE (nodes only, learned scorer)",
+          "sympe_clean": "leak control, not a valid bound: SymPE sorted on the clean graph",
+          "sympe_index_ties": "leak control, not equivariant: SymPE with ties broken by node index",
+          "index_pe": "leak control, not equivariant: v[i] by node index, no sorting"}
+CONTROLS = sympe_lib.LEAK_MODES   # rows that are invalid / non-equivariant controls, not methods
+ORDER_KEY = 0x0de5                 # folded into data_seed: the test molecules' permutations
 PAPER_NLL = {"digress": 129.7, "noise": 126.5, "sympe_edges": 30.3}
 NLL_TERMS = ("nll", "node_count", "prior_kl", "diffusion", "reconstruction")
 # Fields read only after training: changing them evaluates the trained checkpoint again.
@@ -118,7 +153,7 @@ METRICS = ("validity", "relaxed_validity", "uniqueness", "novelty", "valid_conne
 @dataclasses.dataclass(frozen=True)
 class Config:
     # Fields added after runs were recorded, with the value those runs had (experiments._lib.config).
-    LATE_DEFAULTS: ClassVar[dict] = {"dropout_rng": "uniform"}
+    LATE_DEFAULTS: ClassVar[dict] = {"dropout_rng": "uniform", "scorer_temperature": 0.02}
 
     preset: str = option("cpu", "preset name (with --tag: <preset>-<tag>), the prefix of result files")
     encodings: tuple[str, ...] = option(("digress", "noise", "sympe"), "comma-separated rows to run, each a "
@@ -153,6 +188,8 @@ class Config:
     clip_norm: float = option(1.0, "global-norm gradient clipping; 0 = none (the reference)")
     pe_features: int = option(8, "SymPE table width / noise channels (pair channels: twice that)")
     atol: float = option(1e-5, "tie tolerance of the SymPE sort")
+    scorer_temperature: float = option(0.02, "sympe_learned: temperature of the soft ranks its scorer trains "
+                                             "through (units of the score)")
     eval_every: int = option(500, "steps between validation NLL evaluations")
     checkpoint_every: int = option(500, "steps between checkpoints")
     # Evaluation.
@@ -224,7 +261,8 @@ def net_config(cfg: Config) -> GraphTransformerConfig:
 def build(cfg: Config, row: str, info: qm9.DatasetInfo | None = None) -> DiGress:
     """DiGress with the row's denoiser; marginals and node counts of ``info`` (else the reference's,
     with the aromatic class dropped)."""
-    den = sympe_lib.make_denoiser(MODE[row], net_config(cfg), cfg.pe_features, atol=cfg.atol)
+    den = sympe_lib.make_denoiser(MODE[row], net_config(cfg), cfg.pe_features, atol=cfg.atol,
+                                  temperature=cfg.scorer_temperature)
     if info is None:
         x_m, e_m, hist = qm9.DIGRESS_NODE_MARGINALS, qm9.DIGRESS_EDGE_MARGINALS, qm9.DIGRESS_N_NODES
     else:
@@ -254,9 +292,26 @@ def _padded_chunks(idx: np.ndarray, size: int):
         yield np.concatenate([chunk, np.full(size - len(chunk), chunk[0])]), len(chunk)
 
 
+def order_key(cfg: Config) -> jax.Array:
+    """The fixed key of the order diagnostic's permutations (the same for every row and seed)."""
+    return jax.random.fold_in(jax.random.key(cfg.data_seed), ORDER_KEY)
+
+
+@jax.jit
+def order_permutations(key: jax.Array, molecule_idx: jax.Array, node_mask: jax.Array) -> jax.Array:
+    """int32[B, n]: a uniformly random permutation of each molecule's real nodes (padding fixed),
+    drawn from ``fold_in(key, molecule index)``: a molecule's permutation does not depend on the
+    batch it is evaluated in."""
+    n = node_mask.shape[-1]
+    return jax.vmap(lambda i, m: permutation.random_element(jax.random.fold_in(key, i), n, m))(molecule_idx, node_mask)
+
+
 def test_nll(dg: DiGress, params, key, split: qm9.QM9Split, idx: np.ndarray, batch: int, repeats: int = 1,
-             desc: str | None = None) -> dict:
-    """Mean (and standard error over molecules) of the NLL and of its four terms, nats per molecule."""
+             desc: str | None = None, permute_key: jax.Array | None = None) -> dict:
+    """Mean (and standard error over molecules) of the NLL and of its four terms, nats per molecule.
+
+    ``permute_key``: evaluate with every molecule's nodes permuted (:func:`order_permutations`)
+    after the same draws of t, z_t and z_0 as without it (the order diagnostic)."""
     # Plain single-device arrays: the train loop's mesh-sharded params/keys would compile a second copy.
     params, key = jax.device_put(distributed.local_copy((params, key)), jax.local_devices()[0])
     per_mol = {k: np.zeros(len(idx)) for k in NLL_TERMS}
@@ -265,7 +320,13 @@ def test_nll(dg: DiGress, params, key, split: qm9.QM9Split, idx: np.ndarray, bat
     for r in range(repeats):
         offset = 0
         for b, (chunk, real) in enumerate(chunks):
-            terms = dg.nll(params, jax.random.fold_in(jax.random.fold_in(key, r), b), make_batch(split, chunk))
+            graphs = make_batch(split, chunk)
+            k = jax.random.fold_in(jax.random.fold_in(key, r), b)
+            if permute_key is None:
+                terms = dg.nll(params, k, graphs)
+            else:
+                perm = order_permutations(permute_key, jnp.asarray(chunk, jnp.int32), jnp.asarray(graphs.node_mask))
+                terms = dg.nll(params, k, graphs, perm)
             for k in NLL_TERMS:
                 per_mol[k][offset:offset + real] += np.asarray(terms[k])[:real] / repeats
             offset += real
@@ -314,6 +375,99 @@ def tie_statistics(data: Data, cfg: Config, key, max_molecules: int = 2048) -> d
         tied = np.array([_tied_nodes(gr[mk]) for gr, mk in zip(groups, m)])
         out[name] = {"molecules": int(len(idx)), "with_ties_fraction": float((tied > 0).mean()),
                      "tied_nodes_per_molecule": float(tied.mean()), "nodes_per_molecule": float(m.sum(1).mean())}
+    return out
+
+
+def order_diagnostic(dataset: dict, permuted: dict) -> dict:
+    """The order diagnostic of one run from its two :func:`test_nll` results: both NLLs and the
+    per-molecule paired difference permuted minus dataset order (mean, standard error)."""
+    d = np.asarray(permuted["per_molecule"], float) - np.asarray(dataset["per_molecule"], float)
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+    return {"nll_dataset": dataset["nll"], "nll_permuted": permuted["nll"], "difference": [float(d.mean()), se],
+            "num_molecules": int(len(d)), "repeats": dataset["repeats"]}
+
+
+def typed_orbits(X: np.ndarray, E: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Orbits of the automorphisms of one typed graph that keep atom and bond classes: int[n_real]
+    orbit labels (nauty on the graph with every bond subdivided by a vertex of its class).
+    X int[n] classes, E int[n, n] classes (0 = no bond), mask bool[n] (real nodes first)."""
+    import pynauty
+    n = int(mask.sum())
+    adj = {v: [] for v in range(n)}
+    cells: dict[tuple, set] = {}
+    for i in range(n):
+        cells.setdefault(("atom", int(X[i])), set()).add(i)
+    v = n
+    for i in range(n):
+        for j in range(i + 1, n):
+            if E[i, j] > 0:
+                adj[v] = [i, j]
+                cells.setdefault(("bond", int(E[i, j])), set()).add(v)
+                v += 1
+    g = pynauty.Graph(v, directed=False, adjacency_dict=adj, vertex_coloring=[cells[k] for k in sorted(cells)])
+    return np.asarray(pynauty.autgrp(g)[3][:n])
+
+
+def ties_against_orbits(scores: np.ndarray, X: np.ndarray, E: np.ndarray, mask: np.ndarray, atol: float) -> dict:
+    """How the score's ties compare with the typed automorphism orbits, over a batch of graphs
+    (scores float[B, n], X int[B, n], E int[B, n, n], mask bool[B, n]): graphs whose ties are
+    exactly the orbits, tied and automorphic nodes (%), tied non-automorphic and untied
+    automorphic ordered pairs (% of pairs)."""
+    equal = extra = missing = pairs = nodes = tied_nodes = orbit_nodes = 0
+    for b in range(len(mask)):
+        n = int(mask[b].sum())
+        ties = np.asarray(canonicalize.tie_groups(jnp.asarray(scores[b, :n]), atol=atol))
+        orb = typed_orbits(X[b], E[b], mask[b])
+        tied, same, off = ties[:, None] == ties[None], orb[:, None] == orb[None], ~np.eye(n, dtype=bool)
+        equal += int(np.array_equal(tied, same))
+        extra += int((tied & ~same & off).sum())
+        missing += int((~tied & same & off).sum())
+        pairs, nodes = pairs + n * (n - 1), nodes + n
+        tied_nodes += int((tied & off).any(axis=1).sum())
+        orbit_nodes += int((same & off).any(axis=1).sum())
+    return {"graphs": int(len(mask)), "ties_equal_orbits_fraction": equal / len(mask),
+            "tied_node_pct": 100 * tied_nodes / nodes, "automorphic_node_pct": 100 * orbit_nodes / nodes,
+            "tied_non_automorphic_pair_pct": 100 * extra / max(pairs, 1),
+            "untied_automorphic_pair_pct": 100 * missing / max(pairs, 1)}
+
+
+def scorer_diagnostics(dg: DiGress, init, trained, train_batch: dense.DenseGraphs, data: Data, cfg: Config,
+                       max_molecules: int = 512) -> dict:
+    """Does the ``sympe_learned`` scorer train, and what did training change? (as the graph
+    autoencoder's ``scorer_diagnostics``).
+
+    The norm of the training loss's gradient in the scorer's parameters on the first training
+    batch (fixed key), at initialisation and after training (exactly 0 if the sort were its only
+    path); on ``max_molecules`` test molecules, clean and noised to t = T/2: the share of nodes
+    whose rank (same tie-break key) differs from the fixed score's, and the ties of the learned
+    and of the fixed score against the typed automorphism orbits of those graphs.
+    """
+    key = jax.random.key(0)
+    params = [jax.device_put(distributed.local_copy(p), jax.local_devices()[0]) for p in (init, trained)]
+
+    @jax.jit
+    def grad_norm(p):
+        grads = jax.grad(lambda q: dg.training_loss(q, key, train_batch)[0])(p)
+        return training.global_norm(grads["scorer"])
+
+    out = {"grad_norm_init": float(grad_norm(params[0])), "grad_norm_trained": float(grad_norm(params[1]))}
+    idx = data.test_idx[:max_molecules]
+    g = make_batch(data.test, idx)
+    X, E, mask = jnp.asarray(g.X), jnp.asarray(g.E), jnp.asarray(g.node_mask)
+    X_half, E_half = dg.noise(jax.random.fold_in(key, 1), X, E, mask, jnp.full((len(idx),), cfg.T // 2, jnp.int32))
+    den = dg.denoiser
+    for name, (x, e) in {"clean": (X, E), "t_half": (X_half, E_half)}.items():
+        k = jax.random.fold_in(key, 2)
+        fixed = jax.jit(lambda x, e: den.scores(x, e, mask))(x, e)
+        learned = jax.jit(lambda x, e, sc: den.scores(x, e, mask, scorer=sc))(x, e, params[1]["scorer"])
+        ranks = jax.jit(lambda kk, x, e, sc: den.ranks(kk, x, e, mask, scorer=sc))
+        moved = np.asarray((ranks(k, x, e, params[1]["scorer"]) != ranks(k, x, e, None)) & mask)
+        xi, ei = (np.asarray(a) for a in dense.decode(x, e, mask))
+        m = np.asarray(mask)
+        out[name] = {"test_nodes_rank_changed_pct": float(100 * moved.sum() / m.sum()),
+                     "test_graphs_order_changed": int(moved.any(axis=1).sum()),
+                     "ties_learned": ties_against_orbits(np.asarray(learned), xi, ei, m, cfg.atol),
+                     "ties_fixed": ties_against_orbits(np.asarray(fixed), xi, ei, m, cfg.atol)}
     return out
 
 
@@ -432,6 +586,17 @@ def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str
                    desc=f"{row}: test NLL" if main else None)
     nll_time = time.time() - t0
     t0 = time.time()
+    nll_perm = test_nll(dg, result.params, k_test, data.test, data.test_idx, cfg.eval_batch, cfg.nll_repeats,
+                        desc=f"{row}: test NLL, nodes permuted" if main else None, permute_key=order_key(cfg))
+    order = order_diagnostic(nll, nll_perm)
+    order_time = time.time() - t0
+    scorer = None
+    if dg.denoiser.encoding.learns_scores:
+        k_init = jax.random.split(jax.random.key(seed), 4)[0]
+        first = make_batch(data.train, data.train_idx[np.random.default_rng([cfg.data_seed, seed, 0]).permutation(m)]
+                           [:cfg.batch_size])
+        scorer = scorer_diagnostics(dg, init_params(dg, k_init, first), result.params, first, data, cfg)
+    t0 = time.time()
     X, E, mask = sample_molecules(dg, result.params, k_sample, cfg.num_samples, cfg.sample_batch,
                                   desc=f"{row}: sampling" if main else None)
     sample_time = time.time() - t0
@@ -439,24 +604,33 @@ def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str
     history = result.history
     record = {
         "row": row, "label": LABELS[row], "mode": MODE[row], "seed": seed, "config": cfg_dict,
-        "test_nll": nll, "paper_nll": PAPER_NLL.get(row), "metrics": metrics.scalars(),
+        "test_nll": nll, "test_nll_permuted": nll_perm, "order_diagnostic": order, "control": row in CONTROLS,
+        "paper_nll": PAPER_NLL.get(row), "metrics": metrics.scalars(),
         "samples_smiles": metrics.smiles, "sample_num_nodes": mask.sum(1).tolist(),
         "train": {**train_info,
                   "loss_curve": [{"step": r["step"], "loss": r["loss"], "ce_X": r.get("ce_X"), "ce_E": r.get("ce_E")}
                                  for r in history if r.get("split") == "train"],
                   "val_nll_curve": [{"step": r["step"], "val_nll": r["val_nll"]}
                                     for r in history if r.get("split") == "eval"]},
-        "nll_wall_time_s": round(nll_time, 1), "sampling_wall_time_s": round(sample_time, 1),
+        "nll_wall_time_s": round(nll_time, 1), "order_wall_time_s": round(order_time, 1),
+        "sampling_wall_time_s": round(sample_time, 1),
         "sampling_molecules_per_s": cfg.num_samples / max(sample_time, 1e-9),
         "num_params": count_params(result.params), "num_train_molecules": int(m),
         "versions": _versions(), "environment": {"start": env_start, "end": _environment()},
     }
+    if scorer is not None:
+        record["scorer"] = scorer
     if main:
         training.save_json(out_path, record)
     s = record["metrics"]
     _say(f"[{row} seed {seed}] test NLL {nll['nll']:.2f} ± {nll['nll_sem']:.2f} | validity {s['validity']:.3f} "
          f"relaxed {s['relaxed_validity']:.3f} unique {s['uniqueness']:.3f} | train {train_info['wall_time_s']:.0f}s, "
          f"sampling {sample_time:.0f}s")
+    _say(f"[{row} seed {seed}] order diagnostic: NLL dataset order {order['nll_dataset']:.2f}, nodes permuted "
+         f"{order['nll_permuted']:.2f}, permuted - dataset {order['difference'][0]:+.3f} ± {order['difference'][1]:.3f}")
+    if scorer is not None:
+        _say(f"[{row} seed {seed}] scorer: grad norm {scorer['grad_norm_init']:.3g} -> {scorer['grad_norm_trained']:.3g}, "
+             f"re-ranked {scorer['t_half']['test_nodes_rank_changed_pct']:.1f}% of test nodes at t = T/2")
     return record
 
 
@@ -484,11 +658,53 @@ def _paired_differences(cfg: Config, records: list[dict]) -> tuple[dict[str, lis
     return pooled, per_seed
 
 
-def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
+def order_entry(records: list[dict]) -> dict | None:
+    """A row's order diagnostic over its records that have one: per-seed NLLs in both orders
+    (mean, std over seeds), the paired difference permuted minus dataset order pooled over the
+    molecules of every seed (mean, standard error) and per seed; ``presets`` says which runs
+    it comes from (the row's own, or a retrained ``<preset>-<tag>`` run of the same config)."""
+    rs = [r for r in records if "order_diagnostic" in r]
+    if not rs:
+        return None
+    diffs = {r["seed"]: np.asarray(r["test_nll_permuted"]["per_molecule"], float)
+             - np.asarray(r["test_nll"]["per_molecule"], float) for r in rs}
+    pooled = np.concatenate(list(diffs.values()))
+    se = lambda d: float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0  # noqa: E731
+    dataset = np.array([r["order_diagnostic"]["nll_dataset"] for r in rs])
+    permuted = np.array([r["order_diagnostic"]["nll_permuted"] for r in rs])
+    return {"seeds": [r["seed"] for r in rs], "presets": sorted({r["config"]["preset"] for r in rs}),
+            "nll_dataset": [float(dataset.mean()), float(dataset.std())],
+            "nll_permuted": [float(permuted.mean()), float(permuted.std())],
+            "difference": [float(pooled.mean()), se(pooled)],
+            "per_seed_difference": {str(s): [float(d.mean()), se(d)] for s, d in diffs.items()}}
+
+
+def order_records(out_dir: pathlib.Path, cfg: Config) -> list[dict]:
+    """Result files of retrained runs of this config under a tag (``<preset>-<tag>_<row>_seed<k>.json``,
+    same run config but the preset's name) that hold an order diagnostic: the diagnostic of rows
+    whose own result files predate it."""
+    def same(recorded) -> bool:
+        late = Config.LATE_DEFAULTS
+        return (isinstance(recorded, dict)
+                and common.run_config(recorded, ("preset",), late) == common.run_config(cfg, ("preset",), late))
+    out = []
+    for path in sorted(out_dir.glob(f"{cfg.preset}-*_seed*.json")):
+        rec = json.loads(path.read_text())
+        if ("order_diagnostic" in rec and rec.get("row") in cfg.encodings and rec.get("seed") in cfg.seeds
+                and same(rec.get("config"))):
+            out.append(rec)
+    return out
+
+
+def aggregate(cfg: Config, records: list[dict], command: str, tagged: list[dict] = ()) -> dict:
+    """The summary: per row, mean ± std over seeds of the NLL, its terms and the sample metrics,
+    paired differences between rows, the order diagnostic (from the row's own records, else from
+    ``tagged`` records, :func:`order_records`) and the learned scorer's diagnostics."""
     rows = {}
     for row in cfg.encodings:
         rs = [r for r in records if r["row"] == row]
         entry = {"label": LABELS[row], "paper_nll": PAPER_NLL.get(row), "seeds": [r["seed"] for r in rs],
+                 "control": row in CONTROLS,
                  "train_wall_time_s": float(np.mean([r["train"]["wall_time_s"] for r in rs])),
                  "per_seed_nll": [r["test_nll"]["nll"] for r in rs],
                  "per_seed_validity": [r["metrics"]["validity"] for r in rs]}
@@ -499,6 +715,24 @@ def aggregate(cfg: Config, records: list[dict], command: str) -> dict:
         for k in METRICS:
             v = np.array([np.nan if r["metrics"][k] is None else r["metrics"][k] for r in rs], float)
             entry[k] = [float(np.nanmean(v)), float(np.nanstd(v))] if np.isfinite(v).any() else None
+        order = order_entry(rs) or order_entry([r for r in tagged if r["row"] == row])
+        if order is not None:
+            entry["order"] = order
+        scorers = [(r["seed"], r["scorer"]) for r in rs if "scorer" in r]
+        if scorers:   # sympe_learned: per-seed scorer diagnostics
+            entry["scorer"] = {"seeds": [s for s, _ in scorers],
+                               "grad_norm_init": [sc["grad_norm_init"] for _, sc in scorers],
+                               "grad_norm_trained": [sc["grad_norm_trained"] for _, sc in scorers]}
+            for when in ("clean", "t_half"):
+                entry["scorer"][when] = {
+                    "test_nodes_rank_changed_pct": [sc[when]["test_nodes_rank_changed_pct"] for _, sc in scorers],
+                    "ties_equal_orbits_fraction_learned": [sc[when]["ties_learned"]["ties_equal_orbits_fraction"]
+                                                           for _, sc in scorers],
+                    "ties_equal_orbits_fraction_fixed": [sc[when]["ties_fixed"]["ties_equal_orbits_fraction"]
+                                                         for _, sc in scorers],
+                    "tied_node_pct_learned": [sc[when]["ties_learned"]["tied_node_pct"] for _, sc in scorers],
+                    "tied_node_pct_fixed": [sc[when]["ties_fixed"]["tied_node_pct"] for _, sc in scorers],
+                    "automorphic_node_pct": [sc[when]["ties_fixed"]["automorphic_node_pct"] for _, sc in scorers]}
         rows[row] = entry
     paired, paired_per_seed = _paired_differences(cfg, records)
     for row in cfg.encodings[1:]:
@@ -570,7 +804,7 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
         lambda row, seed: run_one(cfg, row, seed, data, train_smiles, root, args.force))
     if not distributed.is_main():   # process 0 writes the summary and the figure
         return 0
-    summary = aggregate(cfg, records, command)
+    summary = aggregate(cfg, records, command, order_records(out_dir, cfg))
     summary["complete"] = complete
     summary["ties"] = tie_statistics(data, cfg, jax.random.key(cfg.data_seed))
     summary["wall_time_s"] = round(time.time() - t0, 1)       # this process (summarize-only: no training)
@@ -584,6 +818,12 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
         fmt = lambda v: "-" if v is None else f"{v[0]:.3f}"  # noqa: E731
         print(f"{row:12s} | {r['nll'][0]:.2f} ± {r['nll'][1]:.2f} | {fmt(r['validity'])} | "
               f"{fmt(r['relaxed_validity'])} | {fmt(r['uniqueness'])} | {fmt(r['novelty'])} | {r['paper_nll']}")
+    print("\nrow | order diagnostic: NLL dataset order | NLL nodes permuted | permuted - dataset (paired, ± SE) | runs")
+    for row in cfg.encodings:
+        o = summary["rows"][row].get("order")
+        if o is not None:
+            print(f"{row:16s} | {o['nll_dataset'][0]:.2f} | {o['nll_permuted'][0]:.2f} | "
+                  f"{o['difference'][0]:+.3f} ± {o['difference'][1]:.3f} | {', '.join(o['presets'])} seeds {o['seeds']}")
     print(f"ties of the SymPE score: {summary['ties']}")
     print(f"wrote {out_dir / (prefix + 'summary.json')} and {out_dir / (prefix + 'samples.png')} "
           f"({summary['wall_time_s']:.0f}s)")

@@ -41,6 +41,7 @@ from experiments.digress_qm9 import molecules, qm9
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODEL_KEYS = ("step", "trajectory")
+NO_MODEL_RANDOMNESS = ("none", "sympe_index_ties", "index_pe")   # modes whose denoiser draws nothing
 
 
 def validity_flags(smiles: list[str | None]) -> np.ndarray:
@@ -122,7 +123,7 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
     results = previous_runs(path, cfg)     # every row and seed sampled so far (all are saved)
     missing: list[str] = []
     for row, seed in itertools.product(cfg.encodings, cfg.seeds):
-        keys = model_keys if dq.MODE[row] != "none" else ("step",)   # no model randomness: one entry
+        keys = model_keys if dq.MODE[row] not in NO_MODEL_RANDOMNESS else ("step",)   # no model randomness: one entry
         todo = [mk for mk in keys if mk not in results.get(row, {}).get(seed, {})]
         if not todo:
             print(f"[{row} seed {seed}] sampled before with this config, reusing", flush=True)

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["DenseGraphs", "pair_mask", "encode", "decode", "check_dense"]
+__all__ = ["DenseGraphs", "pair_mask", "encode", "decode", "check_dense", "permute"]
 
 
 class DenseGraphs(NamedTuple):
@@ -83,3 +83,21 @@ def check_dense(X: jax.Array, E: jax.Array, node_mask: jax.Array) -> None:
         raise TypeError(f"node_mask must be boolean, got {node_mask.dtype}")
     if not (jnp.issubdtype(X.dtype, jnp.floating) and jnp.issubdtype(E.dtype, jnp.floating)):
         raise TypeError(f"X and E must be one-hot float arrays, got {X.dtype} and {E.dtype}")
+
+
+def permute(perm: jax.Array, *arrays: jax.Array) -> tuple[jax.Array, ...]:
+    """Every array's nodes moved by ``perm`` int32[B, n] (the project's convention: node i of graph
+    b moves to position ``perm[b, i]``). Arrays of rank <= 3 are node arrays ``[B, n, ...]``
+    (node_mask, X); arrays of rank 4 or more with axes 1 and 2 of length n are pair arrays
+    ``[B, n, n, ...]`` (E). A ``perm`` that fixes the padded nodes keeps the padding last."""
+    inv = jnp.argsort(perm, axis=-1)           # inv[b, j]: the node that moves to position j
+    B, n = perm.shape
+    out = []
+    for a in arrays:
+        if a.shape[:2] != (B, n):
+            raise ValueError(f"permute: array of shape {a.shape} does not start with {(B, n)}")
+        a = jnp.take_along_axis(a, inv.reshape((B, n) + (1,) * (a.ndim - 2)), axis=1)
+        if a.ndim >= 4 and a.shape[2] == n:
+            a = jnp.take_along_axis(a, inv.reshape((B, 1, n) + (1,) * (a.ndim - 3)), axis=2)
+        out.append(a)
+    return tuple(out)

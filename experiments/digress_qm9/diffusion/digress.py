@@ -7,6 +7,7 @@ offers three pure, jit-compiled functions of ``(params, key, ...)``::
     params = dg.denoiser.init(key, batch.X, batch.E, batch.node_mask)
     loss, metrics = dg.training_loss(params, key, batch)     # CE_X + 5 CE_E, t ~ U{1..T}
     terms = dg.nll(params, key, batch)                       # dict of float[B], nats per graph
+    terms = dg.nll(params, key, batch, perm)                 # the same draws, nodes permuted by perm
     X, E, node_mask = dg.sample(params, key, num_samples=64) # int32 [B, n], [B, n, n], bool [B, n]
 
 ``batch`` is a :class:`~.dense.DenseGraphs` (or any object with ``X``, ``E`` and ``node_mask``
@@ -100,6 +101,7 @@ class DiGress:
     schedule: NoiseSchedule = dataclasses.field(init=False)
     training_loss: Any = dataclasses.field(init=False, repr=False)
     nll: Any = dataclasses.field(init=False, repr=False)
+    nll_given: Any = dataclasses.field(init=False, repr=False)
     sample: Any = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
@@ -111,6 +113,7 @@ class DiGress:
         # The public functions: jitted closures over this instance (``.lower`` etc. work).
         set_("training_loss", jax.jit(self._training_loss))
         set_("nll", jax.jit(self._nll))
+        set_("nll_given", jax.jit(self._nll_given))
         set_("sample", jax.jit(self._sample, static_argnames=("num_samples", "model_key")))
 
     @property
@@ -141,9 +144,15 @@ class DiGress:
                 transitions.cumulative_matrix(s.alpha_bars[t - 1], marginals),
                 transitions.cumulative_matrix(s.alpha_bars[t], marginals))
 
-    def _denoise(self, params, key, X_t, E_t, node_mask, t, deterministic):
+    def _denoise(self, params, key, X_t, E_t, node_mask, t, deterministic, clean=None):
+        """The denoiser's logits; ``clean`` ``(X, E)`` (the clean graph, or None when there is none,
+        as in sampling) is passed only to a denoiser that declares ``uses_clean_graph`` (the
+        ``sympe_clean`` leak control of :mod:`.sympe`); every other denoiser never sees it."""
         y_t = jnp.zeros((X_t.shape[0], 0), X_t.dtype)
         t_over_T = t.astype(jnp.float32) / self.T
+        if getattr(self.denoiser, "uses_clean_graph", False):
+            return self.denoiser(params, key, X_t, E_t, y_t, node_mask, t_over_T, deterministic=deterministic,
+                                 clean=clean)
         return self.denoiser(params, key, X_t, E_t, y_t, node_mask, t_over_T, deterministic=deterministic)
 
     # ------------------------------------------------------------------ training
@@ -159,31 +168,57 @@ class DiGress:
         k_t, k_noise, k_net = jax.random.split(key, 3)
         t = jax.random.randint(k_t, (X.shape[0],), self.config.t_min_train, self.T + 1)
         X_t, E_t = self.noise(k_noise, X, E, node_mask, t)
-        X_logits, E_logits = self._denoise(params, k_net, X_t, E_t, node_mask, t, deterministic=False)
+        X_logits, E_logits = self._denoise(params, k_net, X_t, E_t, node_mask, t, deterministic=False, clean=(X, E))
         return cross_entropy_loss(X_logits, E_logits, X, E, node_mask, self.config.lambda_E)
 
     # ------------------------------------------------------------------ likelihood
 
-    def _nll(self, params, key: jax.Array, batch) -> dict[str, jax.Array]:
+    def _nll(self, params, key: jax.Array, batch, perm: jax.Array | None = None) -> dict[str, jax.Array]:
         """Single-sample estimate of the NLL bound per graph, in nats, and its four terms.
 
         Returns a dict of float[B]: ``"nll"`` = ``"node_count"`` (-log p(N)) + ``"prior_kl"``
         + ``"diffusion"`` (T x the KL at one t ~ U{1..T} per graph) + ``"reconstruction"``
         (-log p_theta(x | z_0), z_0 ~ q(z_0 | x) with beta_0); also ``"t"`` (int32[B]).
         The network runs without dropout.
+
+        ``perm`` (optional int32[B, n], each row a permutation in the project's convention,
+        ``perm[b, i]`` = new position of node i, fixing padded nodes): the order diagnostic.
+        t, z_t and z_0 are drawn exactly as without ``perm`` (same key, same draws, in the
+        batch's node order), then the clean graph, z_t and z_0 are all permuted by ``perm``
+        before the denoiser sees them. A denoiser that is equivariant in law gives the same
+        NLL in law (every term is a sum over nodes and pairs); one that reads the node order
+        does not. The draws are shared, so the per-graph difference to ``perm=None`` has
+        only the denoiser's own randomness (g~ tie-breaks, noise channels) left in it.
         """
         X, E, node_mask = _unpack(batch)
         self._check_classes(X, E)
         B = X.shape[0]
         k_t, k_noise, k_net, k_zero, k_net0 = jax.random.split(key, 5)
+        t = jax.random.randint(k_t, (B,), 1, self.T + 1)
+        X_t, E_t = self.noise(k_noise, X, E, node_mask, t)
+        zeros = jnp.zeros((B,), jnp.int32)
+        Q0X = transitions.step_matrix(self.schedule.betas[zeros], self.x_marginals)
+        Q0E = transitions.step_matrix(self.schedule.betas[zeros], self.e_marginals)
+        X_0, E_0 = noise.sample_graph(k_zero, transitions.apply_transition(X, Q0X),
+                                      transitions.apply_transition(E, Q0E), node_mask)
+        if perm is not None:
+            perm = jnp.asarray(perm, jnp.int32)
+            if perm.shape != node_mask.shape:
+                raise ValueError(f"perm must have the node mask's shape {node_mask.shape}, got {perm.shape}")
+            X, E, X_t, E_t, X_0, E_0, node_mask = dense.permute(perm, X, E, X_t, E_t, X_0, E_0, node_mask)
+        return self._nll_given(params, k_net, k_net0, X, E, node_mask, t, X_t, E_t, X_0, E_0)
 
+    def _nll_given(self, params, k_net: jax.Array, k_net0: jax.Array, X, E, node_mask, t, X_t, E_t, X_0, E_0
+                   ) -> dict[str, jax.Array]:
+        """The four NLL terms (dict of float[B], as :meth:`_nll`) for given draws: t int[B] in
+        1..T, ``(X_t, E_t) ~ q(z_t | x)`` and ``(X_0, E_0) ~ q(z_0 | x)`` one-hot like ``(X, E)``;
+        ``k_net`` / ``k_net0`` are the denoiser's keys at t and at 0. Deterministic given its
+        arguments (what the convention tests compute by hand)."""
         node_count = likelihood.node_count_nll(self.n_nodes_histogram, node_mask)
         prior = likelihood.prior_kl(X, E, node_mask, self.schedule.alpha_bars[self.T],
                                     self.x_marginals, self.e_marginals)
 
-        t = jax.random.randint(k_t, (B,), 1, self.T + 1)
-        X_t, E_t = self.noise(k_noise, X, E, node_mask, t)
-        X_logits, E_logits = self._denoise(params, k_net, X_t, E_t, node_mask, t, deterministic=True)
+        X_logits, E_logits = self._denoise(params, k_net, X_t, E_t, node_mask, t, deterministic=True, clean=(X, E))
         kl = 0.0
         for x, z_t, logits, m in ((X, X_t, X_logits, self.x_marginals), (E, E_t, E_logits, self.e_marginals)):
             Qt, Qsb, Qtb = self._matrices(t, m)
@@ -196,12 +231,9 @@ class DiGress:
             kl = kl + likelihood.categorical_kl(true, pred, node_mask)
         diffusion = self.T * kl
 
-        zeros = jnp.zeros((B,), jnp.int32)
-        Q0X = transitions.step_matrix(self.schedule.betas[zeros], self.x_marginals)
-        Q0E = transitions.step_matrix(self.schedule.betas[zeros], self.e_marginals)
-        X_0, E_0 = noise.sample_graph(k_zero, transitions.apply_transition(X, Q0X),
-                                      transitions.apply_transition(E, Q0E), node_mask)
-        X0_logits, E0_logits = self._denoise(params, k_net0, X_0, E_0, node_mask, zeros, deterministic=True)
+        zeros = jnp.zeros_like(t)
+        X0_logits, E0_logits = self._denoise(params, k_net0, X_0, E_0, node_mask, zeros, deterministic=True,
+                                             clean=(X, E))
         reconstruction = likelihood.reconstruction_nll(X, E, X0_logits, E0_logits, node_mask)
 
         total = node_count + prior + diffusion + reconstruction

@@ -25,6 +25,28 @@ Modes (one per row of ``python -m experiments.digress_qm9``):
 * ``"sympe_edges"``: the same node channels plus ``2 * features`` pair channels built from
   ``u = v[rank]``: ``[u_i * u_j, u_i + u_j]`` on real off-diagonal pairs (zero on the diagonal
   and on padding, as the one-hot E_t), symmetric in (i, j) like E itself.
+* ``"sympe_learned"`` (nodes only): ``"sympe"`` with a learned score, :func:`node_scores` plus
+  a zero-initialised ``sympe_jax.nn.scorers.NodeScoreHead`` of exactly equivariant node
+  features of the noisy graph (:func:`scorer_features`), trained through the library's
+  straight-through SymPE (``encodings.straight_through_sympe``, soft ranks at
+  ``temperature``): the sample is the sort's, the scorer's gradient that of the soft ranks.
+  Params gain ``"scorer"``.
+
+Leak controls (:data:`LEAK_MODES`): invalid or non-equivariant on purpose, to measure what a
+model gains from information a valid equivariant denoiser does not have. Never methods.
+
+* ``"sympe_clean"``: ``"sympe"`` with the ranks sorted from the score of the **clean** graph
+  x0 instead of the noisy z_t (DiGress passes the clean graph to a denoiser that declares
+  ``uses_clean_graph``). The denoiser sees information about its own target, so its "NLL" is
+  not a bound on anything. At sampling time no clean graph exists: the sampler gives the
+  denoiser none and the ranks are sorted from z_t, as ``"sympe"`` does; samples therefore
+  show what the model trained with the leak generates without it.
+* ``"sympe_index_ties"``: ``"sympe"`` with ties broken by node index instead of by the key
+  (deterministic; within every tie group the dataset's atom order leaks).
+* ``"index_pe"``: node i gets ``v[i]``, no sorting: a positional encoding in the order the
+  nodes come in (the dataset's atom order), not equivariant.
+
+Both index modes use the library's ``"exact"`` encoding (``v[ranks]`` for given ranks).
 
 The score (:func:`node_scores`) is a fixed, exactly permutation-equivariant scalar per node of
 the **noisy** graph G_t (never of the clean graph, which the denoiser does not see): the
@@ -34,8 +56,9 @@ channels of DiGress's extra features), and three rounds of a typed neighbourhood
 classes of X_t, bond classes of E_t), combined with fixed generic weights. Automorphic nodes of
 the typed noisy graph tie (up to float rounding, absorbed by ``atol``); non-automorphic ones
 almost never do, so ``sort_permutation``'s random tie-breaking only acts where the graph's own
-symmetry leaves a choice. The scorer has no parameters: sorted ranks carry no gradient
-(``sympe.md``), and a fixed informative invariant needs none. The Laplacian eigenvectors of
+symmetry leaves a choice. This scorer has no parameters: sorted ranks carry no gradient, and
+a fixed informative invariant needs none; ``"sympe_learned"`` adds a learned head trained
+through a straight-through gradient instead. The Laplacian eigenvectors of
 the extra features are not used: their sign and basis are arbitrary, hence not equivariant.
 
 Randomness and the key (how SymPE enters training, the NLL and sampling):
@@ -80,17 +103,27 @@ import jax
 import jax.numpy as jnp
 
 from sympe_jax import canonicalize, encodings, features
+from sympe_jax.nn.scorers import NodeScoreHead
 
 from experiments.digress_qm9.diffusion import dense
 from experiments.digress_qm9.diffusion.denoiser import TransformerDenoiser
 from experiments.digress_qm9.diffusion.extra_features import ExtraFeatures, adjacency, cycle_features
 from experiments.digress_qm9.graph_transformer import GraphTransformerConfig, TransformerNet
 
-__all__ = ["MODES", "node_scores", "pair_channels", "SymmetryBreakingDenoiser", "make_denoiser"]
+__all__ = ["MODES", "LEAK_MODES", "node_scores", "scorer_features", "index_tie_ranks", "pair_channels",
+           "SymmetryBreakingDenoiser", "make_denoiser"]
 
-MODES = {"none": "none", "noise": "noise", "sympe": "sympe", "sympe_edges": "sympe"}
+MODES = {"none": "none", "noise": "noise", "sympe": "sympe", "sympe_edges": "sympe",
+         "sympe_learned": "sympe_learned", "sympe_clean": "sympe", "sympe_index_ties": "exact", "index_pe": "exact"}
 """Symmetry breaking of :class:`SymmetryBreakingDenoiser` (see the module docstring): each mode's
-encoding in ``sympe_jax.encodings.GRAPH_ENCODINGS`` (``"sympe_edges"`` adds pair channels)."""
+encoding in ``sympe_jax.encodings.GRAPH_ENCODINGS`` (``"sympe_edges"`` adds pair channels; the
+index modes give the ``"exact"`` encoding their own ranks)."""
+
+LEAK_MODES = ("sympe_clean", "sympe_index_ties", "index_pe")
+"""The invalid / non-equivariant controls (module docstring)."""
+
+SCORER = NodeScoreHead()
+"""The learned part of ``"sympe_learned"``'s score (zero at initialisation)."""
 
 # Fixed generic constants of the score: distinct, not rationally related in small integers, so
 # sums of different multisets of them do not collide (well above the tie tolerance).
@@ -140,6 +173,34 @@ def node_scores(X_t: jax.Array, E_t: jax.Array, node_mask: jax.Array, cycles: ja
     return jnp.where(node_mask, score, 0.0)
 
 
+def scorer_features(X_t: jax.Array, E_t: jax.Array, node_mask: jax.Array, cycles: jax.Array | None = None,
+                    *, steps: int = 8) -> jax.Array:
+    """Exactly equivariant node features of a noisy graph, the input of the learned scorer.
+
+    ``[X_t, sum_j E_t[:, :, j], cycles, structural_node_features(A)]``: the node's class, its
+    count of neighbours per bond class (class 0: real non-neighbours), its 3-, 4-, 5-cycle
+    counts and the random-walk return probabilities and degree of the bond-agnostic adjacency.
+    float[B, n, dx + de + 3 + steps + 1]; zero on padded nodes.
+    """
+    real = node_mask.astype(jnp.float32)
+    A = adjacency(E_t).astype(jnp.float32) * real[:, :, None] * real[:, None, :]
+    if cycles is None:
+        cycles, _ = cycle_features(A, node_mask)
+    struct = jax.vmap(lambda a, m: features.structural_node_features(a, m, steps))(A, node_mask)
+    feats = jnp.concatenate([X_t.astype(jnp.float32), E_t.astype(jnp.float32).sum(2),
+                             cycles.astype(jnp.float32), struct], -1)
+    return jnp.where(node_mask[..., None], feats, 0.0)
+
+
+def index_tie_ranks(scores: jax.Array, node_mask: jax.Array, atol: float = canonicalize.DEFAULT_ATOL) -> jax.Array:
+    """Ranks sorting ``scores`` with ties broken by node index (the ``"sympe_index_ties"``
+    control): int32[B, n], padding last in index order; -1 everywhere for a NaN score."""
+    groups = jax.vmap(lambda s, m: canonicalize.tie_groups(s, m, atol=atol))(scores, node_mask)
+    order = jnp.argsort(groups, axis=-1, stable=True)        # by (tie group, node index)
+    ranks = jnp.argsort(order, axis=-1).astype(jnp.int32)
+    return jnp.where(jnp.any(groups < 0, -1, keepdims=True), -1, ranks)
+
+
 def pair_channels(u: jax.Array, node_mask: jax.Array) -> jax.Array:
     """``[u_i * u_j, u_i + u_j]`` on real off-diagonal pairs, 0 elsewhere. u float[B, n, k] -> [B, n, n, 2k]."""
     pe = jnp.concatenate([u[:, :, None] * u[:, None, :], u[:, :, None] + u[:, None, :]], -1)
@@ -159,11 +220,14 @@ class SymmetryBreakingDenoiser:
       atol: tie tolerance of the sort (:func:`sympe_jax.canonicalize.tie_groups`).
       init_scale: standard deviation of the initial table ``v``.
       noise_scale: standard deviation of the ``"noise"`` channels.
+      temperature: soft-rank temperature of ``"sympe_learned"`` (units of the scores).
 
-    Params: ``{"net": transformer params}`` plus ``"v": float[n_max, features]`` for the SymPE
-    modes. Same call signature as every denoiser::
+    Params: ``{"net": transformer params}`` plus ``"v": float[n_max, features]`` for the table
+    modes, plus ``"scorer"`` for ``"sympe_learned"``. Same call signature as every denoiser::
 
         den(params, key, X_t, E_t, y_t, node_mask, t_over_T, *, deterministic) -> (X_logits, E_logits)
+
+    (``"sympe_clean"`` also takes ``clean=(X, E)``, see :attr:`uses_clean_graph`.)
     """
 
     base: TransformerDenoiser
@@ -173,6 +237,7 @@ class SymmetryBreakingDenoiser:
     atol: float = canonicalize.DEFAULT_ATOL
     init_scale: float = 1.0
     noise_scale: float = 1.0
+    temperature: float = 0.02
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -186,36 +251,62 @@ class SymmetryBreakingDenoiser:
     def encoding(self) -> encodings.Encoding:
         """The mode's symmetry breaker from the library's registry."""
         return encodings.graph_encoding(MODES[self.mode], n_max=self.n_max, features=self.features, atol=self.atol,
-                                        init_scale=self.init_scale, noise_scale=self.noise_scale)
+                                        init_scale=self.init_scale, noise_scale=self.noise_scale,
+                                        temperature=self.temperature)
+
+    @property
+    def uses_clean_graph(self) -> bool:
+        """Whether the denoiser reads the clean graph (``"sympe_clean"``, a leak control):
+        :class:`~experiments.digress_qm9.diffusion.digress.DiGress` then passes ``clean=(X, E)``
+        in training and in the NLL, and ``clean=None`` in sampling."""
+        return self.mode == "sympe_clean"
 
     # ------------------------------------------------------------------ pieces
 
-    def scores(self, X_t, E_t, node_mask, feats: ExtraFeatures | None = None) -> jax.Array:
-        """:func:`node_scores` of the noisy graph, reusing the cycle channels of ``feats``."""
+    def scores(self, X_t, E_t, node_mask, feats: ExtraFeatures | None = None, *, scorer=None,
+               clean=None) -> jax.Array:
+        """The sort's score float[B, n]: :func:`node_scores` of the noisy graph (reusing the cycle
+        channels of ``feats``); plus the learned head given ``scorer`` params (``"sympe_learned"``);
+        of the clean graph ``clean=(X, E)`` instead for ``"sympe_clean"`` when one is given."""
+        if self.mode == "sympe_clean" and clean is not None:
+            return node_scores(clean[0], clean[1], node_mask)
         cycles = None if feats is None else feats.x[..., :3]
-        return node_scores(X_t, E_t, node_mask, cycles)
+        base = node_scores(X_t, E_t, node_mask, cycles)
+        if scorer is None:
+            return base
+        head = jax.vmap(SCORER.apply, (None, 0, 0))(scorer, scorer_features(X_t, E_t, node_mask, cycles), base)
+        return jnp.where(node_mask, head, 0.0)
 
-    def ranks(self, key: jax.Array, X_t, E_t, node_mask, feats: ExtraFeatures | None = None) -> jax.Array:
+    def ranks(self, key: jax.Array, X_t, E_t, node_mask, feats: ExtraFeatures | None = None, *, scorer=None,
+              clean=None) -> jax.Array:
         """g~ for every graph: int32[B, n] ranks (``ranks[b, i]`` = position of node i), the ones
-        :meth:`encodings` uses with the same key."""
-        s = self.scores(X_t, E_t, node_mask, feats)
+        :meth:`encodings` uses with the same key (``scorer``: the learned head's params)."""
+        s = self.scores(X_t, E_t, node_mask, feats, scorer=scorer, clean=clean)
+        if self.mode == "index_pe":
+            return jnp.broadcast_to(jnp.arange(node_mask.shape[-1], dtype=jnp.int32), node_mask.shape)
+        if self.mode == "sympe_index_ties":
+            return index_tie_ranks(s, node_mask, self.atol)
         keys = jax.random.split(key, node_mask.shape[0])
         return jax.vmap(lambda k, x, m: canonicalize.sort_permutation(k, x, m, atol=self.atol))(keys, s, node_mask)
 
-    def encodings(self, params, key: jax.Array, X_t, E_t, node_mask, feats: ExtraFeatures | None = None
-                  ) -> tuple[jax.Array | None, jax.Array | None]:
-        """``(extra_node float[B, n, k] | None, extra_edge float[B, n, n, 2k] | None)``."""
+    def encodings(self, params, key: jax.Array, X_t, E_t, node_mask, feats: ExtraFeatures | None = None,
+                  clean=None) -> tuple[jax.Array | None, jax.Array | None]:
+        """``(extra_node float[B, n, k] | None, extra_edge float[B, n, n, 2k] | None)``;
+        ``clean`` ``(X, E)`` is read by ``"sympe_clean"`` only."""
         enc = self.encoding
         if enc.features == 0:
             return None, None
-        scores = None
-        if enc.uses_scores:
+        scores = ranks = None
+        if enc.uses_scores or enc.needs_ranks:
             if node_mask.shape[-1] > self.n_max:
                 raise ValueError(f"graphs padded to {node_mask.shape[-1]} nodes but the SymPE table has "
                                  f"n_max = {self.n_max} rows")
-            scores = self.scores(X_t, E_t, node_mask, feats)
-        table = {k: v for k, v in params.items() if k != "net"}   # the encoding's own parameters
-        u = enc.apply(key, table, None, node_mask, scores=scores)
+        if enc.needs_ranks:             # the index controls: ranks without the key
+            ranks = self.ranks(key, X_t, E_t, node_mask, feats)
+        elif enc.uses_scores:
+            scores = self.scores(X_t, E_t, node_mask, feats, scorer=params.get("scorer"), clean=clean)
+        table = {k: v for k, v in params.items() if k not in ("net", "scorer")}   # the encoding's own parameters
+        u = enc.apply(key, table, None, node_mask, scores=scores, ranks=ranks)
         return u, (pair_channels(u, node_mask) if self.mode == "sympe_edges" else None)
 
     def _zero_channels(self, B: int, n: int):
@@ -234,17 +325,22 @@ class SymmetryBreakingDenoiser:
         extra_node, extra_edge = self._zero_channels(B, n)
         params = {"net": self.base.init(k_net, X_t, E_t, node_mask, y_t, extra_node, extra_edge)}
         params.update(self.encoding.init(k_v))
+        if self.encoding.learns_scores:
+            feats = scorer_features(X_t[:1], E_t[:1], node_mask[:1])[0]
+            params["scorer"] = SCORER.init(jax.random.fold_in(k_v, 1), feats, jnp.zeros(feats.shape[:1]))
         return params
 
     def features_of(self, X_t, E_t, node_mask, t_over_T) -> ExtraFeatures:
         return self.base.features_of(X_t, E_t, node_mask, t_over_T)
 
     def __call__(self, params, key: jax.Array, X_t, E_t, y_t, node_mask, t_over_T, *,
-                 deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
-        """Logits ``(X [B, n, dx], E [B, n, n, de])`` of p(x_0 | G_t, g~), one g~ per graph."""
+                 deterministic: bool = True, clean=None) -> tuple[jax.Array, jax.Array]:
+        """Logits ``(X [B, n, dx], E [B, n, n, de])`` of p(x_0 | G_t, g~), one g~ per graph
+        (``clean``: the clean graph ``(X, E)``, read by ``"sympe_clean"`` only)."""
         k_pe, k_net = jax.random.split(key)
         feats = self.features_of(X_t, E_t, node_mask, t_over_T)
-        extra_node, extra_edge = self.encodings(params, k_pe, X_t, E_t, node_mask, feats)
+        leak = {"clean": clean} if self.uses_clean_graph else {}   # (subclasses may predate the argument)
+        extra_node, extra_edge = self.encodings(params, k_pe, X_t, E_t, node_mask, feats, **leak)
         return self.base(params["net"], k_net, X_t, E_t, y_t, node_mask, t_over_T, deterministic=deterministic,
                          extra_node=extra_node, extra_edge=extra_edge, features=feats)
 
