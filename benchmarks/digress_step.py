@@ -337,10 +337,11 @@ def _worker_env() -> dict:
 class _Worker:
     """A worker process spoken to by JSON lines (answers are the stdout lines starting with ``@@``)."""
 
-    def __init__(self, kind: str, python: str, extra: list[str], env: dict | None = None):
-        script = str(pathlib.Path(__file__).resolve())
+    def __init__(self, kind: str, python: str, extra: list[str], env: dict | None = None,
+                 module: str = "benchmarks.digress_step"):
+        """``python -m <module> --worker <kind> <extra>``: the module's ``main`` serves the worker."""
         self.kind = kind
-        self.proc = subprocess.Popen([python, script, "--worker", kind, *extra], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([python, "-m", module, "--worker", kind, *extra], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env={**_worker_env(), **(env or {})},
                                      cwd=ROOT)
 
@@ -568,12 +569,14 @@ def _rss() -> dict:
     return {"peak_gib": peak, "current_gib": current}
 
 
-def _worker(kind: str, argv: list[str]) -> int:
-    """Serve JSON-line commands on stdin (setup, block, matmul, rss, versions, release, quit)."""
+def _worker(kind: str, argv: list[str], ours: type | None = None, reference: type | None = None) -> int:
+    """Serve JSON-line commands on stdin (``rss``, ``quit``, and any method of the worker: setup,
+    block, matmul, versions, release, ...). ``ours`` / ``reference``: the worker classes (default
+    this module's); the reference's is built with the ``--reference`` directory."""
     if kind == "ours":
-        impl = _OursWorker()
+        impl = (ours or _OursWorker)()
     elif kind == "reference":
-        impl = _ReferenceWorker(argv[argv.index("--reference") + 1])
+        impl = (reference or _ReferenceWorker)(argv[argv.index("--reference") + 1])
     else:
         raise SystemExit(f"unknown worker {kind!r}")
     for line in sys.stdin:

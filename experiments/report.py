@@ -588,6 +588,54 @@ def digress_reference_section() -> str | None:
     return "\n".join(lines)
 
 
+def graph_ae_step_section() -> str | None:
+    bench = _load(RESULTS / "benchmarks" / "graph_ae_step.json")
+    if bench is None:
+        return None
+    m = bench["measurement"]
+    ref, cfg = m["reference"], m["config"]
+    command = re.sub(r"(--reference(?:-python)?) \S+", lambda x: f"{x.group(1)} {'PY' if 'python' in x.group(1) else 'DIR'}",
+                     _command(bench["command"].strip()))   # the reference's paths are the machine's, not the repository's
+    models_ = list(ref["models"]) if ref else []
+    versions = m["versions"]
+    head = (f"Command: `{command}` (preset `{m['preset']}`: batch {cfg['batch_size']}, {cfg['message_graph']} message "
+            f"graph, latent {cfg['latent']}; jax {versions['ours']['jax']}"
+            + (f", torch {versions['reference']['torch']}, reference commit {(ref.get('commit') or 'e9ca6c0')[:7]}"
+               if ref else "") +
+            f"; {m['threads']} threads each, allocator "
+            f"{' '.join(f'{k}={v}' for k, v in m['allocator'].items())}). Load average at the start and end: "
+            f"{m['load_start'][0]:.1f}, {m['load_end'][0]:.1f}. Timed blocks of about {m['block_seconds']:.0f} s in "
+            f"alternation, {m['rounds']} rounds; ms / update is the median over rounds.")
+    if ref:
+        head += (" Ratios are t(reference) / t(ours) per round, median [min, max]; above 1 means ours makes more "
+                 "updates per second.")
+    else:
+        head += " _No reference was measured in this run._"
+    lines = [head, "", "| row | updates per call (K) | ms / update | updates / s | compile + first call s | "
+             + "".join(f"ours / reference `{model}` | " for model in models_)
+             + f"projected `{m['preset']}` run, h (projection) |", "|---|---|---|---|---|" + "---|" * len(models_) + "---|"]
+    for row, by_k in m["ours"].items():
+        for k, e in by_k.items():
+            proj = e["projection"]
+            hours = proj.get("with_evaluations_h", proj["train_steps_h"])
+            ratio = [f"{q['median']:.2f} [{q['min']:.2f}, {q['max']:.2f}]"
+                     for q in (e["ratio_over_reference"][model] for model in models_)]
+            lines.append("| " + " | ".join([row, k, f"{e['median_s'] * 1e3:.2f}", f"{e['steps_per_s']:.0f}",
+                                            f"{e['compile_and_first_call_s']:.1f}", *ratio, f"{hours:.2f}"]) + " |")
+    if ref:
+        for model, e in ref["models"].items():
+            lines.append("| " + " | ".join([f"reference `{model}`", "1", f"{e['median_s'] * 1e3:.2f}",
+                                            f"{e['steps_per_s']:.0f}", "-", *["-"] * len(models_),
+                                            f"{cfg['num_steps'] * e['median_s'] / 3600:.2f}"]) + " |")
+    evals = {row: next(iter(by_k.values()))["projection"] for row, by_k in m["ours"].items()}
+    timed = ", ".join(f"`{row}` {p['eval_s']:.2f} s" for row, p in evals.items() if "eval_s" in p)
+    lines += ["", f"Projections, not measured runs: {cfg['num_steps']:,} updates at the rate above"
+              + (f", plus {next(iter(evals.values()))['evaluations']} evaluations of the validation split for ours "
+                 f"(one timed per row: {timed})" if timed else "")
+              + "; the reference's updates alone (its evaluations are not timed)."]
+    return "\n".join(lines)
+
+
 def gnn_encoder_section() -> str | None:
     bench = _load(RESULTS / "benchmarks" / "gnn_encoder.json")
     if bench is None:
@@ -690,6 +738,7 @@ SECTIONS: dict[str, Callable[[], str | None]] = {
     "digress_sampling": digress_sampling_section,
     "digress_step": digress_step_section,
     "digress_reference": digress_reference_section,
+    "graph_ae_step": graph_ae_step_section,
     "symmetric_shapes": symmetric_shapes_section,
     "frames": frames_section,
 }

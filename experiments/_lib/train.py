@@ -52,6 +52,18 @@ Conventions:
   written). ``eval_fn`` runs in every process on single-device copies of the params
   (:func:`~experiments._lib.distributed.local_copy`). Resuming works with any process count
   at the same global batch (the checkpoint holds replicated arrays; orbax reshards them).
+* Several updates per call (``TrainConfig.steps_per_call`` = K > 1): one jitted call runs K
+  updates, a ``jax.lax.scan`` of the same step over K batches stacked along a new leading axis
+  (``batch_fn(i), ..., batch_fn(i + K - 1)``) and the same K keys, so a small model does not
+  pay the host's dispatch cost per update. Calls start at multiples of K (a run resumed or
+  extended at another step, or a ``num_steps`` that K does not divide, runs its odd updates one
+  per call), and K must divide ``log_every``, ``eval_every`` and ``checkpoint_every``, so every
+  action still runs exactly at its step. Params, optimizer state, logged rows and checkpoints
+  equal those of K single steps: bitwise on CPU (tested; also at the graph autoencoder's
+  ``paper`` preset with XLA's default flags), though another backend may compile the loop body
+  differently and round differently. A non-finite update inside a block is found from the
+  block's per-update flags and reported with its own step; the block's later updates are
+  discarded with it.
 * Non-finite values: the jitted step returns one fused flag vector (loss, gradients, updated
   params all finite). The host reads it one step late (so dispatch stays asynchronous) and
   always before logging, evaluating or checkpointing, so a non-finite state is never written.
@@ -115,7 +127,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -140,6 +152,7 @@ __all__ = [
     "BatchFn",
     "EvalFn",
     "train",
+    "StepRunner",
     "make_schedule",
     "make_optimizer",
     "global_norm",
@@ -223,6 +236,9 @@ class TrainConfig:
         progress: show a tqdm progress bar (only when stderr is a terminal).
         async_checkpointing: let orbax write checkpoints in a background thread; the loop
             waits for them before returning or raising.
+        steps_per_call: updates per jitted call, K (a ``jax.lax.scan`` over K stacked batches
+            and keys; see the module docstring). It must divide ``log_every`` and the nonzero
+            ``eval_every`` and ``checkpoint_every``. 1 (default): one update per call.
     """
 
     num_steps: int
@@ -234,13 +250,14 @@ class TrainConfig:
     select_mode: str = "min"
     progress: bool = True
     async_checkpointing: bool = True
+    steps_per_call: int = 1
 
     def __post_init__(self):
         for name in ("num_steps", "eval_every", "checkpoint_every"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
-        for name in ("log_every", "max_to_keep"):
+        for name in ("log_every", "max_to_keep", "steps_per_call"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
@@ -248,6 +265,13 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.select_mode must be 'min' or 'max', got {self.select_mode!r}")
         if self.select_metric in _RESERVED:
             raise ValueError(f"TrainConfig.select_metric may not be one of {_RESERVED}")
+        k = self.steps_per_call
+        for name in ("log_every", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if value % k:
+                raise ValueError(
+                    f"TrainConfig.steps_per_call={k} must divide {name}={value} (a call runs {k} updates, and "
+                    f"{name} must fall on a call's last step); use a {name} that is a multiple of {k}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,7 +290,7 @@ class TrainResult:
         history: every logged row (with a workdir, also those of earlier, resumed runs), as
             written to ``metrics.jsonl``.
         steps_per_second: throughput of this call, wall-clock, excluding the first
-            (compiling) step when more than one step ran; includes evaluation and
+            (compiling) jitted call when more than one ran; includes evaluation and
             checkpointing time. 0.0 if no step ran.
         resumed_from: step of the checkpoint this call resumed from, or None.
         selection: how ``best_params`` were chosen: ``"best <metric> (<mode>)"``, ``"last
@@ -452,13 +476,7 @@ def shard_batch(batch: PyTree, mesh: Mesh, batch_spec: Any = None) -> PyTree:
     Raises:
         ValueError: if a sharded dimension is missing or not divisible by its mesh size.
     """
-    spec_tree = P(DATA_AXIS) if batch_spec is None else batch_spec
-    try:  # broadcast the prefix to one spec per batch leaf
-        specs = jax.tree.map(lambda spec, sub: jax.tree.map(lambda _: spec, sub), spec_tree, batch,
-                             is_leaf=lambda x: isinstance(x, P))
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"batch_spec {batch_spec!r} is not a pytree prefix of the batch: {e}") from e
-
+    specs = _leaf_specs(batch, batch_spec)
     if jax.process_count() > 1:
         jax.tree_util.tree_map_with_path(
             lambda path, leaf, spec: _check_divisible(path, np.shape(leaf), spec, mesh, jax.process_count()),
@@ -470,6 +488,16 @@ def shard_batch(batch: PyTree, mesh: Mesh, batch_spec: Any = None) -> PyTree:
         return jax.device_put(leaf, NamedSharding(mesh, spec))
 
     return jax.tree_util.tree_map_with_path(place, batch, specs)
+
+
+def _leaf_specs(batch: PyTree, batch_spec: Any = None) -> PyTree:
+    """One ``PartitionSpec`` per leaf of ``batch``: ``batch_spec`` (a prefix) broadcast, default ``P("data")``."""
+    spec_tree = P(DATA_AXIS) if batch_spec is None else batch_spec
+    try:  # broadcast the prefix to one spec per batch leaf
+        return jax.tree.map(lambda spec, sub: jax.tree.map(lambda _: spec, sub), spec_tree, batch,
+                            is_leaf=lambda x: isinstance(x, P))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"batch_spec {batch_spec!r} is not a pytree prefix of the batch: {e}") from e
 
 
 def _check_divisible(path, shape: tuple[int, ...], spec: P, mesh: Mesh, processes: int = 1) -> None:
@@ -543,9 +571,31 @@ def global_norm(tree: PyTree) -> jax.Array:
 
 
 class _StepOutput(NamedTuple):
+    """One call's output: shapes (), (), (3,) for one update; [K], [K], [K, 3] for K (stacked)."""
     loss: jax.Array  # () the step's loss
     grad_norm: jax.Array  # () global gradient norm
     finite: jax.Array  # (3,) bool: loss, gradients, updated params all finite
+
+
+def _first_nonfinite(step: int, out: _StepOutput) -> tuple[int, int] | None:
+    """``(step, quantity index)`` of the first non-finite update of a call whose last update
+    brought the count to ``step`` (one or K updates), or None if all are finite."""
+    finite = np.asarray(out.finite).reshape(-1, len(_QUANTITIES))
+    if finite.all():
+        return None
+    row = int(np.argmin(finite.all(axis=1)))
+    return step - len(finite) + 1 + row, int(np.argmin(finite[row]))
+
+
+def _values_at(step: int, calls: Mapping[int, _StepOutput]) -> tuple[float, float]:
+    """(loss, grad_norm) of update ``step`` among ``{last step of a call: its output}``; NaN if absent."""
+    for end, out in calls.items():
+        losses = np.reshape(np.asarray(jax.device_get(out.loss)), -1)
+        if end - len(losses) < step <= end:
+            norms = np.reshape(np.asarray(jax.device_get(out.grad_norm)), -1)
+            row = step - (end - len(losses)) - 1
+            return float(losses[row]), float(norms[row])
+    return math.nan, math.nan
 
 
 def _train_step(params, opt_state, acc, batch, key, index, *, loss_fn, optimizer):
@@ -562,6 +612,85 @@ def _train_step(params, opt_state, acc, batch, key, index, *, loss_fn, optimizer
         "sums": {k: acc["sums"][k] + jnp.asarray(v, jnp.float32) for k, v in values.items()},
     }
     return new_params, opt_state, acc, _StepOutput(loss, grad_norm, finite)
+
+
+def _train_steps(params, opt_state, acc, batches, key, index, *, loss_fn, optimizer, num):
+    """``num`` updates in one call: :func:`_train_step` scanned over ``batches``, whose every
+    leaf has a leading axis of length ``num`` (the batches of updates ``index, ...,
+    index + num - 1``). Returns the final state and the per-update outputs stacked:
+    loss [num], grad_norm [num], finite [num, 3]."""
+    step = functools.partial(_train_step, loss_fn=loss_fn, optimizer=optimizer)
+
+    def body(carry, xs):
+        batch, i = xs
+        *carry, out = step(*carry, batch, key, i)
+        return tuple(carry), out
+
+    indices = index + jnp.arange(num, dtype=jnp.int32)
+    (params, opt_state, acc), outs = jax.lax.scan(body, (params, opt_state, acc), (batches, indices))
+    return params, opt_state, acc, outs
+
+
+class StepRunner:
+    """The updates of a run, as ``train`` calls them: one per jitted call, or ``steps_per_call``
+    = K per call (:func:`_train_steps`, a scan over K stacked batches and keys).
+
+    ``runner(params, opt_state, acc, key, index, count)`` runs updates ``index .. index +
+    count - 1`` (count 1 or K) on the batches of ``batch_fn`` and returns the new params,
+    optimizer state and log sums (the first three are donated) and the step output (per update,
+    stacked, when count is K). :meth:`calls` says which calls cover a range of updates.
+    Benchmarks use it to time the loop's calls (``benchmarks/graph_ae_step.py``).
+    """
+
+    def __init__(self, loss_fn: LossFn, optimizer: optax.GradientTransformation, batch_fn: BatchFn, mesh: Mesh,
+                 *, steps_per_call: int = 1, batch_spec: Any = None):
+        replicated = NamedSharding(mesh, P())
+        self.batch_fn, self.mesh, self.batch_spec, self.steps_per_call = batch_fn, mesh, batch_spec, steps_per_call
+        self.loss_fn, self.optimizer, self.replicated = loss_fn, optimizer, replicated
+        self.single = jax.jit(functools.partial(_train_step, loss_fn=loss_fn, optimizer=optimizer),
+                              donate_argnums=(0, 1, 2), out_shardings=replicated)
+        self.multi = None
+        if steps_per_call > 1:
+            self.multi = jax.jit(functools.partial(_train_steps, loss_fn=loss_fn, optimizer=optimizer,
+                                                   num=steps_per_call),
+                                 donate_argnums=(0, 1, 2), out_shardings=replicated)
+
+    def start(self, params: PyTree) -> tuple[PyTree, PyTree, dict[str, Any]]:
+        """``(params, opt_state, acc)`` of a fresh run, as ``train`` starts one without a
+        checkpoint: a replicated copy of ``params``, the optimizer's initial state, zero log sums."""
+        params = _replicate_copy(params, self.replicated)
+        opt_state = jax.jit(self.optimizer.init, out_shardings=self.replicated)(params)
+        names = _metric_names(self.loss_fn, params, shard_batch(self.batch_fn(0), self.mesh, self.batch_spec),
+                              jax.random.key(0))
+        return params, opt_state, _put(_zero_acc(names), self.replicated)
+
+    def calls(self, start: int, stop: int) -> Iterator[tuple[int, int]]:
+        """``(index, count)`` of the calls covering updates ``start .. stop - 1``: K updates per
+        call from each multiple of K, the others (before the first multiple, after the last)
+        one by one."""
+        k, i = self.steps_per_call, start
+        while i < stop:
+            count = k if k > 1 and i % k == 0 and i + k <= stop else 1
+            yield i, count
+            i += count
+
+    def batches(self, index: int, count: int, first: PyTree = None) -> PyTree:
+        """The sharded batch of update ``index`` (count 1), or the batches of updates ``index ..
+        index + count - 1`` stacked along a new leading axis. ``first``: batch_fn(index), if the
+        caller already has it."""
+        host = [first if j == 0 and first is not None else self.batch_fn(index + j) for j in range(count)]
+        if count == 1:
+            return shard_batch(host[0], self.mesh, self.batch_spec)
+        specs = jax.tree.map(lambda spec: P(None, *spec), _leaf_specs(host[0], self.batch_spec),
+                             is_leaf=lambda x: isinstance(x, P))
+        stacked = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *host)
+        return shard_batch(stacked, self.mesh, specs)
+
+    def __call__(self, params, opt_state, acc, key, index: int, count: int, first: PyTree = None):
+        if count not in (1, self.steps_per_call):
+            raise ValueError(f"a call runs 1 or {self.steps_per_call} updates, not {count}")
+        fn = self.single if count == 1 else self.multi
+        return fn(params, opt_state, acc, self.batches(index, count, first), key, index)
 
 
 def _metric_names(loss_fn: LossFn, params: PyTree, batch: PyTree, key: jax.Array) -> list[str]:
@@ -804,13 +933,14 @@ class Progress:
     def __init__(self, config: TrainConfig, start: int):
         self._bar = tqdm.tqdm(total=config.num_steps, initial=start, unit="step", dynamic_ncols=True,
                               disable=None if config.progress else True, file=sys.stderr)
-        self._start, self._t_start, self._t_first = start, time.perf_counter(), None
+        self._start, self._t_start, self._t_first, self._first_count = start, time.perf_counter(), None, 1
 
-    def update(self, out: Any) -> None:
-        if self._t_first is None:  # the first step compiles: time the rest
+    def update(self, out: Any, count: int = 1) -> None:
+        """After a call of ``count`` updates."""
+        if self._t_first is None:  # the first call compiles: time the rest
             jax.block_until_ready(out)
-            self._t_first = time.perf_counter()
-        self._bar.update(1)
+            self._t_first, self._first_count = time.perf_counter(), count
+        self._bar.update(count)
 
     def show(self, row: dict[str, Any]) -> None:
         self._bar.set_postfix(loss=f"{row['loss']:.4g}", steps_per_sec=f"{row['steps_per_sec']:.3g}",
@@ -818,8 +948,8 @@ class Progress:
 
     def steps_per_second(self, step: int) -> float:
         ran, now = step - self._start, time.perf_counter()
-        if ran > 1:
-            return (ran - 1) / max(now - self._t_first, 1e-9)
+        if ran > self._first_count:
+            return (ran - self._first_count) / max(now - self._t_first, 1e-9)
         return ran / max(now - self._t_start, 1e-9)
 
     def __enter__(self) -> Progress:
@@ -998,6 +1128,9 @@ class DivergenceGuard:
     """Raises :class:`TrainingDiverged` on the first step whose fused finiteness flags are not
     all set, reading them one step late so that dispatch stays asynchronous.
 
+    A step output may hold the stacked flags of K updates (``steps_per_call``); ``step`` is
+    then the block's last step, and the error names the first non-finite update in it.
+
     ``push(step, out)`` right after dispatching a step checks the previous step (the device is
     busy with the new one) and keeps the new flags; ``flush()`` checks them at once: the loop
     calls it before anything is logged, evaluated or saved, so a non-finite state is never
@@ -1012,7 +1145,7 @@ class DivergenceGuard:
         self._last_checkpoint = last_checkpoint
         self._pending: tuple[int, _StepOutput] | None = None
         self._agree = agree
-        self._window: dict[int, _StepOutput] = {}  # agree: the steps read since the last flush
+        self._window: dict[int, _StepOutput] = {}  # agree: the calls read since the last flush
         self._first_bad: tuple[int, int] | None = None  # agree: (step, quantity index) seen here
 
     def push(self, step: int, out: _StepOutput) -> None:
@@ -1027,9 +1160,8 @@ class DivergenceGuard:
             return
         (step, out), self._pending = self._pending, None
         self._window[step] = out
-        finite = np.asarray(out.finite)
-        if self._first_bad is None and not finite.all():
-            self._first_bad = (step, int(np.argmin(finite)))
+        if self._first_bad is None:
+            self._first_bad = _first_nonfinite(step, out)
 
     def flush(self) -> None:
         if self._agree:
@@ -1038,19 +1170,17 @@ class DivergenceGuard:
             step, index = (int(v) for v in distributed.broadcast(mine))  # process 0's decision
             window, self._window, self._first_bad = self._window, {}, None
             if step:
-                self._raise(step, _QUANTITIES[index], window.get(step))
+                self._raise(step, _QUANTITIES[index], window)
             return
         if self._pending is None:
             return
         (step, out), self._pending = self._pending, None
-        finite = np.asarray(out.finite)
-        if finite.all():
-            return
-        self._raise(step, _QUANTITIES[int(np.argmin(finite))], out)
+        bad = _first_nonfinite(step, out)
+        if bad is not None:
+            self._raise(bad[0], _QUANTITIES[bad[1]], {step: out})
 
-    def _raise(self, step: int, quantity: str, out: _StepOutput | None) -> None:
-        loss, grad_norm = ((float(v) for v in jax.device_get((out.loss, out.grad_norm))) if out is not None
-                           else (math.nan, math.nan))
+    def _raise(self, step: int, quantity: str, calls: Mapping[int, _StepOutput]) -> None:
+        loss, grad_norm = _values_at(step, calls)
         last = self._last_checkpoint()
         where = (f"The last good checkpoint, {last}, is kept. Training is deterministic: the same "
                  f"settings diverge again at this step. Resume from it with the same workdir and an "
@@ -1139,11 +1269,11 @@ def train(
                               "returning it without training", stacklevel=2)
             return _result(state, log.rows, 0.0, resumed_from, config)
 
-        first_batch = shard_batch(batch_fn(start), mesh, batch_spec)
-        names = _metric_names(loss_fn, state.params, first_batch, train_key)
+        first_host = batch_fn(start)
+        names = _metric_names(loss_fn, state.params, shard_batch(first_host, mesh, batch_spec), train_key)
         state = state._replace(acc=_initial_acc(names, None if meta is None else meta["acc"], replicated))
-        step_fn = jax.jit(functools.partial(_train_step, loss_fn=loss_fn, optimizer=optimizer),
-                          donate_argnums=(0, 1, 2), out_shardings=replicated)
+        runner = StepRunner(loss_fn, optimizer, batch_fn, mesh, steps_per_call=config.steps_per_call,
+                            batch_spec=batch_spec)
 
         guard = DivergenceGuard(ckpt.last_good if ckpt is not None else lambda: None, agree=multi)
         progress = stack.enter_context(Progress(config if main else dataclasses.replace(config, progress=False),
@@ -1154,13 +1284,12 @@ def train(
                                              config.select_metric, config.select_mode))
         if ckpt is not None:
             actions.append(ckpt)
-        for index in range(start, config.num_steps):
-            batch = first_batch if index == start else shard_batch(batch_fn(index), mesh, batch_spec)
-            params, opt_state, acc, out = step_fn(state.params, state.opt_state, state.acc, batch,
-                                                  train_key, index)
-            state = state._replace(step=index + 1, params=params, opt_state=opt_state, acc=acc)
-            guard.push(state.step, out)  # checks the previous step, one step late
-            progress.update(out)
+        for index, count in runner.calls(start, config.num_steps):
+            params, opt_state, acc, out = runner(state.params, state.opt_state, state.acc, train_key, index, count,
+                                                 first=first_host if index == start else None)
+            state = state._replace(step=index + count, params=params, opt_state=opt_state, acc=acc)
+            guard.push(state.step, out)  # checks the previous call, one call late
+            progress.update(out, count)
             due = [action for action in actions if action.due(state.step, state.step == config.num_steps)]
             if due:
                 guard.flush()  # never log, evaluate or save a non-finite state

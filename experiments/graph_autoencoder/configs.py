@@ -38,7 +38,7 @@ PAPER = {"none": 3.9, "noise": 2.3, "randperm": 1.3, "laplacian": 0.98, "sympe":
 @dataclasses.dataclass(frozen=True)
 class Config:
     LATE_DEFAULTS: ClassVar[dict] = {"weight_decay": 0.0, "message_graph": "edges",   # fields added after runs were recorded
-                                     "scorer_temperature": 0.02}
+                                     "scorer_temperature": 0.02, "steps_per_call": 1}
 
     preset: str = option("cpu", "preset name (with --tag: <preset>-<tag>), the prefix of result files")
     dataset: str = option("erdos_renyi", "graph dataset (only erdos_renyi is wired)")
@@ -66,6 +66,9 @@ class Config:
                                              "through")
     eval_every: int = option(500, "steps between validation evaluations")
     checkpoint_every: int = option(2000, "steps between checkpoints")
+    steps_per_call: int = option(1, "training updates per compiled call (a scan over that many batches and keys; the "
+                                    "same updates, without the per-step dispatch cost of a small model); must divide "
+                                    "eval_every and checkpoint_every")
 
 
 PRESETS = {

@@ -48,7 +48,8 @@ beside the ``none`` row.
 
     python -m experiments.graph_autoencoder --preset demo    # 2 rows, 300 steps, small splits: a few minutes
     python -m experiments.graph_autoencoder --preset cpu     # 8 rows x 3 seeds, ~55 min on 2 cores
-    python -m experiments.graph_autoencoder --preset paper   # the benchmark's budget, accelerator
+    python -m experiments.graph_autoencoder --preset paper   # the benchmark's budget: 500,000 one-graph updates
+    python -m experiments.graph_autoencoder --preset paper --steps-per-call 100   # the same updates, 100 per call
     python -m experiments.graph_autoencoder --preset cpu --encodings sympe,none --seeds 0 --num-steps 2000
     python -m experiments.launch --num-processes 2 -- python -m experiments.graph_autoencoder --preset demo --tag smoke
 
@@ -61,6 +62,12 @@ otherwise (e.g. the ``paper`` preset's batch of one graph) every process builds 
 and every device computes all of it. Every process evaluates on its own copy of the
 parameters; process 0 alone prints and writes the result files, summary and figures.
 
+``--steps-per-call K`` runs K training updates per compiled call (a scan over K batches and keys:
+the same updates, bitwise on CPU, without the host's per-update dispatch cost that dominates the
+``paper`` preset's one-graph step; docs/benchmarks.md). K must divide ``eval_every`` and
+``checkpoint_every``; a run with K > 1 is a run of its own (its own run directory and result
+files), and records without the field are runs with K = 1.
+
 Runs checkpoint under runs/graph_autoencoder/<preset>-<config hash>/<row>_seed<k>/ and resume; finished runs
 (result file with the same config) are skipped; ``--force`` deletes the run directory and retrains.
 Writes results/graph_autoencoder/*.json and results/graph_autoencoder/summary.json,
@@ -72,12 +79,14 @@ instead (git-ignored).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
 import platform
 import sys
 import time
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -100,17 +109,37 @@ from experiments.graph_autoencoder.encoding import ExactRanks, build, node_score
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def evaluate(forward, params, key, batches, exact) -> dict[str, float]:
-    """Mean BCE, edge error % and F1 over a split (one encoding sample per graph)."""
-    @jax.jit
-    def step(p, k, batch, ranks):
-        logits, pairs = forward(p, k, batch, ranks)
-        bce, count = models.edge_bce(logits, batch.adjacency, pairs)
-        return (bce, count) + models.edge_error_and_f1(logits, batch.adjacency, pairs)
+def _split_counts(forward):
+    """``jit((params, key, batches, ranks) -> float32/int32 [7, num_batches])``: per batch (stacked
+    along axis 0, batch i with the key ``fold_in(key, i)``) the summed BCE, pair count, errors,
+    pairs, tp, fp, fn. One call per split (a ``lax.map`` over its batches), compiled once per
+    ``forward``: evaluating batch by batch paid a dispatch per graph and a compile per call."""
+    fn = _SPLIT_COUNTS.get(forward)
+    if fn is None:
+        def one(p, key, i, batch, ranks):
+            logits, pairs = forward(p, jax.random.fold_in(key, i), batch, ranks)
+            bce, count = models.edge_bce(logits, batch.adjacency, pairs)
+            return (bce, count) + models.edge_error_and_f1(logits, batch.adjacency, pairs)
 
+        def counts(p, key, batches, ranks):
+            index = jnp.arange(jax.tree.leaves(ranks)[0].shape[0], dtype=jnp.int32)
+            return jax.lax.map(lambda xs: one(p, key, *xs), (index, batches, ranks))
+
+        fn = _SPLIT_COUNTS[forward] = jax.jit(counts)
+    return fn
+
+
+_SPLIT_COUNTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def evaluate(forward, params, key, batches, exact) -> dict[str, float]:
+    """Mean BCE, edge error % and F1 over a split (one encoding sample per graph; batch i of the
+    split uses the key ``fold_in(key, i)``)."""
+    stack = functools.partial(jax.tree.map, lambda *xs: np.stack([np.asarray(x) for x in xs]))
+    per_batch = _split_counts(forward)(params, key, stack(*batches), stack(*exact))
     totals = np.zeros(7)
-    for i, (batch, ranks) in enumerate(zip(batches, exact)):
-        totals += np.asarray([float(x) for x in step(params, jax.random.fold_in(key, i), batch, ranks)])
+    for row in np.stack([np.asarray(x, np.float64) for x in per_batch], axis=1):   # in batch order, as summed before
+        totals += row
     bce, count, errors, pairs, tp, fp, fn = totals
     out = models.summarize_edge_counts(errors, pairs, tp, fp, fn)
     out["bce"] = bce / count
@@ -175,15 +204,39 @@ def load_splits(cfg: Config):
     return erdos_renyi.splits(cfg.dataset, (cfg.num_train, cfg.num_val, cfg.num_test))
 
 
-def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: pathlib.Path = ROOT) -> dict:
-    """Train and evaluate one (row, seed), or return its result file's record if it exists.
-    ``force`` retrains from scratch: the run directory is deleted, nothing resumes."""
-    out_path, old = common.finished_run(common.results_dir(root, "graph_autoencoder", cfg), cfg, row, seed, force)
-    if not distributed.all_ok(old is not None):   # several processes: all skip, or all train
-        old = None
-    if old is not None:
-        return old
-    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
+@dataclasses.dataclass(frozen=True)
+class RunSetup:
+    """What :func:`experiments._lib.train.train` gets for one (row, seed), and what the evaluation
+    after it needs (built by :func:`setup_run`; ``benchmarks/graph_ae_step.py`` times its step)."""
+
+    tcfg: training.TrainConfig
+    loss_fn: object
+    params: object
+    optimizer: object
+    batch_fn: object
+    key: jax.Array
+    eval_fn: object
+    batch_spec: object
+    blocks: int
+    forward: object
+    whole_batch: object
+    eval_batches: object
+    test_batches: list
+    test_ranks: object
+    k_test: jax.Array
+    n_edge: int | None
+
+
+def train_config(cfg: Config) -> training.TrainConfig:
+    """The trainer's schedule of a run: a train row every 100 steps (or every ``steps_per_call``
+    steps, if that is not a divisor of 100: the least common multiple)."""
+    return training.TrainConfig(num_steps=cfg.num_steps, eval_every=cfg.eval_every,
+                                checkpoint_every=cfg.checkpoint_every, log_every=math.lcm(100, cfg.steps_per_call),
+                                select_metric="val_bce", select_mode="min", steps_per_call=cfg.steps_per_call)
+
+
+def setup_run(cfg: Config, row: str, seed: int, data) -> RunSetup:
+    """Model, data, loss, optimizer and evaluation of one (row, seed), as :func:`run_one` trains them."""
     train_adjs, val_adjs, test_adjs = data
     exact_kernel = row_encoding(row, cfg).needs_ranks   # the exact row: ranks sampled on the host
     # One edge budget for every split: the batch with the most message edges (along edges, smaller
@@ -248,22 +301,38 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: p
     key = jax.random.key(seed)
     k_init, k_train, k_test = jax.random.split(key, 3)
     params = jax.jit(init)(k_init, batcher.batch_at(0, seed))
-    tcfg = training.TrainConfig(num_steps=cfg.num_steps, eval_every=cfg.eval_every,
-                                checkpoint_every=cfg.checkpoint_every, log_every=100,
-                                select_metric="val_bce", select_mode="min")
     optimizer = training.make_optimizer(cfg.learning_rate, cfg.num_steps, warmup_steps=cfg.warmup_steps,
                                         clip_norm=cfg.clip_norm or None, weight_decay=cfg.weight_decay)
+    return RunSetup(tcfg=train_config(cfg), loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
+                    key=k_train, eval_fn=eval_fn, batch_spec=None if blocks > 1 else PartitionSpec(), blocks=blocks,
+                    forward=forward, whole_batch=whole_batch, eval_batches=eval_batches, test_batches=test_batches,
+                    test_ranks=test_ranks, k_test=k_test, n_edge=n_edge)
+
+
+def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: pathlib.Path = ROOT) -> dict:
+    """Train and evaluate one (row, seed), or return its result file's record if it exists.
+    ``force`` retrains from scratch: the run directory is deleted, nothing resumes."""
+    out_path, old = common.finished_run(common.results_dir(root, "graph_autoencoder", cfg), cfg, row, seed, force)
+    if not distributed.all_ok(old is not None):   # several processes: all skip, or all train
+        old = None
+    if old is not None:
+        return old
+    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    train_adjs, _, test_adjs = data
+    run = setup_run(cfg, row, seed, data)
+    forward, blocks, k_test, n_edge, loss_fn, params = (run.forward, run.blocks, run.k_test, run.n_edge,
+                                                        run.loss_fn, run.params)
     workdir = common.run_workdir(root, "graph_autoencoder", cfg, row, seed, force=force and distributed.is_main())
     distributed.barrier(f"run directory of {row} seed {seed}")   # several processes: after process 0's --force
     _say(f"[{row} seed {seed}] training {cfg.num_steps} steps ({workdir.relative_to(root)})")
     t0 = time.time()
-    result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
-                            key=k_train, workdir=workdir, eval_fn=eval_fn,
-                            batch_spec=None if blocks > 1 else PartitionSpec())
+    result = training.train(run.tcfg, loss_fn=loss_fn, params=params, optimizer=run.optimizer,
+                            batch_fn=run.batch_fn, key=run.key, workdir=workdir, eval_fn=run.eval_fn,
+                            batch_spec=run.batch_spec)
     wall = time.time() - t0
     best = distributed.local_copy(result.best_params)   # several processes: this process's replica
-    test = evaluate(forward, best, k_test, test_batches, test_ranks(k_test))
-    train_batches, train_ranks = eval_batches(train_adjs[:500])
+    test = evaluate(forward, best, k_test, run.test_batches, run.test_ranks(k_test))
+    train_batches, train_ranks = run.eval_batches(train_adjs[:500])
     train_sub = evaluate(forward, best, k_test, train_batches, train_ranks(jax.random.fold_in(k_test, 3)))
     shows = showcase_graphs(test_adjs)
     preds = predict_dense(forward, best, jax.random.fold_in(k_test, 9), list(shows.values()), cfg, n_edge)
@@ -281,7 +350,7 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: p
         record["parallel"] = {"process_count": jax.process_count(), "device_count": jax.device_count(),
                               "batch_blocks": blocks}
     if row_encoding(row, cfg).learns_scores:
-        record["scorer"] = scorer_diagnostics(loss_fn, params, best, whole_batch(0), test_adjs, cfg)
+        record["scorer"] = scorer_diagnostics(loss_fn, params, best, run.whole_batch(0), test_adjs, cfg)
     if distributed.is_main():
         training.save_json(out_path, record)
     _say(f"[{row} seed {seed}] test edge error {test['edge_error_pct']:.3f}% F1 {test['f1']:.4f} "
@@ -488,6 +557,10 @@ def parse_args(argv=None):
         check_message_graph(cfg)
     except ValueError as e:
         raise SystemExit(f"--message-graph: {e}") from None
+    try:
+        train_config(cfg)
+    except ValueError as e:
+        raise SystemExit(f"--steps-per-call: {e}") from None
     return cfg, args
 
 
