@@ -57,13 +57,15 @@ def run_workdir(root, experiment: str, cfg: Any, name: str, seed: int, *, force:
     ``force`` (``--force``) deletes it first, so the run trains again from scratch: it never
     resumes from (or only re-evaluates) the checkpoints of an earlier run. It takes the run
     directory's lock to do so: a directory in use by another run raises
-    :class:`~experiments._lib.rundir.RunDirLocked` and is left alone.
+    :class:`~experiments._lib.rundir.RunDirLocked` and is left alone. With several processes,
+    process 0 deletes and every process returns after it (call it from every process).
     """
     workdir = pathlib.Path(root) / "runs" / experiment / run_dir_name(cfg, eval_fields) / f"{name}_seed{seed}"
-    if force and workdir.exists():
+    if force and distributed.is_main() and workdir.exists():
         with rundir.lock(workdir):
             print(f"[{name} seed {seed}] --force: deleting {workdir}", flush=True)
             shutil.rmtree(workdir)
+    distributed.barrier(f"run directory of {name} seed {seed}")
     return workdir
 
 

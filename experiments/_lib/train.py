@@ -296,6 +296,8 @@ class TrainResult:
         selection: how ``best_params`` were chosen: ``"best <metric> (<mode>)"``, ``"last
             step"`` (no ``select_metric``), or ``"no finite value of <metric> in <n>
             evaluations; kept the last step"`` (also logged as a warning).
+        wall_time_s: wall-clock seconds of this call (compiling, evaluating and checkpointing
+            included; a resumed run's earlier calls are not).
     """
 
     params: PyTree
@@ -308,6 +310,7 @@ class TrainResult:
     steps_per_second: float
     resumed_from: int | None
     selection: str = "last step"
+    wall_time_s: float = 0.0
 
 
 # --------------------------------------------------------------------------------------
@@ -1238,6 +1241,7 @@ def train(
         experiments._lib.rundir.RunDirError: if ``workdir`` holds foreign or damaged files.
         ValueError, TypeError: for inconsistent arguments (reported before any training).
     """
+    started = time.time()
     key, workdir = _check_arguments(config, key, workdir, eval_fn, batch_fn)
     multi = jax.process_count() > 1
     mesh = data_mesh(devices)
@@ -1267,7 +1271,7 @@ def train(
             if start > config.num_steps:
                 warnings.warn(f"the checkpoint (step {start}) is beyond num_steps={config.num_steps}; "
                               "returning it without training", stacklevel=2)
-            return _result(state, log.rows, 0.0, resumed_from, config)
+            return _result(state, log.rows, 0.0, resumed_from, config, started)
 
         first_host = batch_fn(start)
         names = _metric_names(loss_fn, state.params, shard_batch(first_host, mesh, batch_spec), train_key)
@@ -1298,7 +1302,7 @@ def train(
         steps_per_second = progress.steps_per_second(state.step)
         if ckpt is not None:
             ckpt.wait()
-        return _result(state, log.rows, steps_per_second, resumed_from, config)
+        return _result(state, log.rows, steps_per_second, resumed_from, config, started)
 
 
 @contextlib.contextmanager
@@ -1382,7 +1386,7 @@ def _selection(config: TrainConfig, state: TrainState, rows: Sequence[dict[str, 
 
 
 def _result(state: TrainState, rows, steps_per_second: float, resumed_from: int | None,
-            config: TrainConfig) -> TrainResult:
+            config: TrainConfig, started: float) -> TrainResult:
     best_params = state.params if state.best_params is None or state.best_step is None else state.best_params
     return TrainResult(
         params=state.params,
@@ -1395,4 +1399,5 @@ def _result(state: TrainState, rows, steps_per_second: float, resumed_from: int 
         steps_per_second=steps_per_second,
         resumed_from=resumed_from,
         selection=_selection(config, state, rows),
+        wall_time_s=time.time() - started,
     )

@@ -526,8 +526,7 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
         raise ValueError(f"training subset ({m} molecules) is smaller than the batch ({B})")
     steps_per_epoch = m // B
     workdir = common.run_workdir(root, "digress_qm9", cfg, row, seed, eval_fields=EVAL_FIELDS,
-                                 force=force and not trained_only and distributed.is_main())
-    distributed.barrier(f"run directory of {row} seed {seed}")   # several processes: after process 0's --force
+                                 force=force and not trained_only)
     if trained_only and not training.has_checkpoint(workdir, cfg.num_steps):
         raise FileNotFoundError(f"{row} seed {seed} has no final checkpoint in {workdir}: train it first with "
                                 f"python -m experiments.digress_qm9 --preset {cfg.preset} --encodings {row} --seeds {seed}")
@@ -554,10 +553,9 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
     action = "restoring" if training.has_checkpoint(workdir, cfg.num_steps) else "training"
     _say(f"[{row} seed {seed}] {action} {cfg.num_steps} steps of batch {B} on {m} molecules "
          f"({count_params(params):,} parameters; workdir {workdir})")
-    t0 = time.time()
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=make_optimizer(cfg), batch_fn=batch_fn,
                             key=k_train, workdir=workdir, eval_fn=eval_fn)
-    train_time = time.time() - t0
+    train_time = result.wall_time_s
     train_info = {"wall_time_s": round(train_time, 1), "steps_per_second": result.steps_per_second,
                   "resumed_from": result.resumed_from, "final_step": result.step}
     if result.resumed_from is not None:

@@ -322,14 +322,12 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: p
     run = setup_run(cfg, row, seed, data)
     forward, blocks, k_test, n_edge, loss_fn, params = (run.forward, run.blocks, run.k_test, run.n_edge,
                                                         run.loss_fn, run.params)
-    workdir = common.run_workdir(root, "graph_autoencoder", cfg, row, seed, force=force and distributed.is_main())
-    distributed.barrier(f"run directory of {row} seed {seed}")   # several processes: after process 0's --force
+    workdir = common.run_workdir(root, "graph_autoencoder", cfg, row, seed, force=force)
     _say(f"[{row} seed {seed}] training {cfg.num_steps} steps ({workdir.relative_to(root)})")
-    t0 = time.time()
     result = training.train(run.tcfg, loss_fn=loss_fn, params=params, optimizer=run.optimizer,
                             batch_fn=run.batch_fn, key=run.key, workdir=workdir, eval_fn=run.eval_fn,
                             batch_spec=run.batch_spec)
-    wall = time.time() - t0
+    wall = result.wall_time_s
     best = distributed.local_copy(result.best_params)   # several processes: this process's replica
     test = evaluate(forward, best, k_test, run.test_batches, run.test_ranks(k_test))
     train_batches, train_ranks = run.eval_batches(train_adjs[:500])

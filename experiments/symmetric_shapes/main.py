@@ -161,13 +161,11 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
                                 checkpoint_every=cfg.checkpoint_every, log_every=50, progress=True)
     optimizer = training.make_optimizer(cfg.learning_rate, cfg.num_steps, warmup_steps=cfg.warmup_steps,
                                         clip_norm=cfg.clip_norm)
-    workdir = common.run_workdir(root, "symmetric_shapes", cfg, method, seed, force=force and distributed.is_main())
-    distributed.barrier(f"run directory of {method} seed {seed}")   # several processes: after process 0's --force
+    workdir = common.run_workdir(root, "symmetric_shapes", cfg, method, seed, force=force)
     _say(f"[{method} seed {seed}] training {cfg.num_steps} steps (workdir {workdir.relative_to(root)})")
-    t0 = time.time()
     result = training.train(tcfg, loss_fn=loss_fn, params=params, optimizer=optimizer, batch_fn=batch_fn,
                             key=k_train, workdir=workdir, eval_fn=eval_fn)
-    train_time = time.time() - t0
+    train_time = result.wall_time_s
     test = data.sample(np.random.default_rng([cfg.eval_seed, 0]), cfg.num_eval)
     ev = evaluate(model, result.params, jax.random.key(cfg.eval_seed + 2), test)
     fig = figure_instances()
