@@ -208,9 +208,12 @@ def matching_record(path, cfg: Any) -> dict | None:
 
 def finished_run(results_dir, cfg: Any, name: str, seed: int, force: bool = False) -> tuple[pathlib.Path, dict | None]:
     """``(result path, its record)`` of one run; the record is None when the run must (re)run:
-    no result file of this config yet, or ``force``. Says so when it skips."""
+    no result file of this config yet, or ``force``. Says so when it skips. With several
+    processes, all skip or all run (a record only one process sees is None everywhere)."""
     path = result_path(results_dir, cfg, name, seed)
     old = None if force else matching_record(path, cfg)
+    if not distributed.all_ok(old is not None):
+        old = None
     if old is not None and distributed.is_main():
         print(f"[{name} seed {seed}] result exists, skipping ({path.name})", flush=True)
     return path, old

@@ -569,8 +569,6 @@ def train_row(cfg: Config, row: str, seed: int, data: Data, root: pathlib.Path, 
 def run_one(cfg: Config, row: str, seed: int, data: Data, train_smiles: list[str], root: pathlib.Path,
             force: bool = False) -> dict:
     out_path, old = common.finished_run(common.results_dir(root, "digress_qm9", cfg), cfg, row, seed, force)
-    if not distributed.all_ok(old is not None):   # several processes: all skip, or all train
-        old = None
     if old is not None:
         return old
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))

@@ -313,8 +313,6 @@ def run_one(cfg: Config, row: str, seed: int, data, force: bool = False, root: p
     """Train and evaluate one (row, seed), or return its result file's record if it exists.
     ``force`` retrains from scratch: the run directory is deleted, nothing resumes."""
     out_path, old = common.finished_run(common.results_dir(root, "graph_autoencoder", cfg), cfg, row, seed, force)
-    if not distributed.all_ok(old is not None):   # several processes: all skip, or all train
-        old = None
     if old is not None:
         return old
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))

@@ -230,7 +230,7 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
     where the result file goes (default: the experiment's results directory)."""
     out_dir = common.results_dir(root, "ising", cfg) if out_dir is None else out_dir
     out_path, old = common.finished_run(out_dir, cfg, method, seed, force)
-    if distributed.all_ok(old is not None):   # several processes: all skip, or all train
+    if old is not None:
         return old
     cfg_dict = dataclasses.asdict(cfg)
     L = cfg.L

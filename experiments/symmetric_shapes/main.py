@@ -128,8 +128,6 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
             out_dir: pathlib.Path | None = None) -> dict:
     out_dir = common.results_dir(root, "symmetric_shapes", cfg) if out_dir is None else out_dir
     out_path, old = common.finished_run(out_dir, cfg, method, seed, force)
-    if not distributed.all_ok(old is not None):   # several processes: all skip, or all train
-        old = None
     if old is not None:
         return old
     model = make_model(cfg, method)
