@@ -535,6 +535,13 @@ def digress_step_section() -> str | None:
     return "\n".join(lines)
 
 
+def _reference_command(command: str) -> str:
+    """A benchmark's recorded command with the reference's paths (the machine's, not the
+    repository's) shown as DIR and PY."""
+    return re.sub(r"(--reference(?:-python)?) \S+", lambda m: f"{m.group(1)} {'PY' if 'python' in m.group(1) else 'DIR'}",
+                  _command(command.strip()))
+
+
 def digress_reference_section() -> str | None:
     bench = _load(RESULTS / "benchmarks" / "digress_step.json")
     ref = None if bench is None else bench.get("reference")
@@ -542,8 +549,7 @@ def digress_reference_section() -> str | None:
         return None if bench is None else "_This result file holds no same-run measurement of the PyTorch reference._"
     sides = ref["sides"][1:]
     lim = ref["matmul_gflops"]
-    command = re.sub(r"(--reference(?:-python)?) \S+", lambda m: f"{m.group(1)} {'PY' if 'python' in m.group(1) else 'DIR'}",
-                     _command(bench["command"].strip()))   # the reference's paths are the machine's, not the repository's
+    command = _reference_command(bench["command"])
     lines = [f"Command: `{command}` (reference commit {(ref.get('reference_commit') or '780242b')[:7]}, "
              f"torch {ref['versions']['reference']['torch']}, jax {ref['versions']['ours']['jax']}; {ref['threads']} threads "
              f"each, allocator {' '.join(f'{k}={v}' for k, v in ref['allocator'].items())}, reference "
@@ -594,8 +600,7 @@ def graph_ae_step_section() -> str | None:
         return None
     m = bench["measurement"]
     ref, cfg = m["reference"], m["config"]
-    command = re.sub(r"(--reference(?:-python)?) \S+", lambda x: f"{x.group(1)} {'PY' if 'python' in x.group(1) else 'DIR'}",
-                     _command(bench["command"].strip()))   # the reference's paths are the machine's, not the repository's
+    command = _reference_command(bench["command"])
     models_ = list(ref["models"]) if ref else []
     versions = m["versions"]
     head = (f"Command: `{command}` (preset `{m['preset']}`: batch {cfg['batch_size']}, {cfg['message_graph']} message "
