@@ -57,15 +57,39 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def ising_section() -> str | None:
-    return _ising_tables("summary.json", "phase_diagram.png")
+    return _ising_tables("summary.json", "phase_diagram.png", "boundary.json")
 
 
 def ising_l16_section() -> str | None:
-    return _ising_tables("cpu-l16_summary.json", "cpu-l16_phase_diagram.png")
+    return _ising_tables("cpu-l16_summary.json", "cpu-l16_phase_diagram.png", "cpu-l16_boundary.json")
 
 
-def _ising_tables(summary_name: str, figure_name: str) -> str | None:
-    """The tables of one Ising summary (results/ising/<summary_name>) and its phase diagram."""
+def _ising_boundary_table(summary: dict, boundary_name: str) -> list[str]:
+    """Solved share of the plane's Hamiltonians per margin bin (results/ising/<boundary_name>),
+    when that analysis was run with the summary's config."""
+    b = _load(RESULTS / "ising" / boundary_name)
+    if b is None or not b["runs"] or any(summary["config"].get(k) != v for k, v in b["config"].items()):
+        return []                     # not run, or run with another config than the summary's
+    edges = b["bins"]
+    names = [f"[{lo:g}, {hi})" if hi != "inf" else f">= {lo:g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    counts = [x["count"] for x in b["runs"][0]["bins"]]
+    lines = ["", f"Where the misses lie (command: `{_command(b['command'])}`): the share solved of the same plane "
+             "Hamiltonians, by their margin (energy per site by which the ground state's ordered state beats the "
+             "next best one; 0 on a phase boundary), each seed; the bin's number of Hamiltonians in brackets.", "",
+             "| method | " + " | ".join(f"margin {n} ({c})" for n, c in zip(names, counts)) + " |",
+             "|---|" + "---|" * len(names)]
+    labels = {m: summary["rows"][m]["label"] for m in summary["methods"]}
+    for m in summary["methods"]:
+        runs = sorted((r for r in b["runs"] if r["method"] == m), key=lambda r: r["seed"])
+        if runs:
+            cells = [", ".join(f"{r['bins'][i]['solved']:.2f}" for r in runs) for i in range(len(names))]
+            lines.append(f"| {labels[m]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ising_tables(summary_name: str, figure_name: str, boundary_name: str) -> str | None:
+    """The tables of one Ising summary (results/ising/<summary_name>), its boundary analysis and
+    its phase diagram."""
     summary = _load(RESULTS / "ising" / summary_name)
     if summary is None:
         return None
@@ -96,6 +120,7 @@ def _ising_tables(summary_name: str, figure_name: str) -> str | None:
             phases = " | ".join(", ".join(f"{v:.2f}" for v in r[f"plane_{p}_solved_argmax"])
                                 for p in ("ferro", "antiferro", "row_stripes", "column_stripes"))
             lines.append(f"| {r['label']} | {', '.join(f'{v:.3f}' for v in r['grid_solved_argmax'])} | {phases} |")
+    lines += _ising_boundary_table(summary, boundary_name)
     lines += ["", f"![Ising phase diagram](results/ising/{figure_name})"]
     return "\n".join(lines)
 

@@ -399,6 +399,45 @@ def has_checkpoint(workdir: str | os.PathLike, step: int) -> bool:
     return (Path(workdir) / CHECKPOINT_SUBDIR / str(step)).is_dir()
 
 
+def restore_params(workdir: str | os.PathLike, step: int, params_like: PyTree) -> PyTree:
+    """The params of the checkpoint of ``step`` in a run directory written by :func:`train`,
+    to evaluate a trained model again without its loss, data or optimizer.
+
+    Args:
+        workdir: the run directory given to :func:`train`.
+        step: a checkpointed step (e.g. ``num_steps``).
+        params_like: params of the same model (e.g. from ``model.init``): the checkpoint's must
+            have their tree structure, shapes and dtypes.
+    Returns:
+        the params, as ``params_like``'s tree of (host) arrays.
+    Raises:
+        CheckpointError: no such checkpoint, or one of another model, or non-finite values.
+    """
+    step_dir = Path(workdir) / CHECKPOINT_SUBDIR / str(step)
+    if not has_checkpoint(workdir, step):
+        raise CheckpointError(f"no checkpoint of step {step} in {Path(workdir) / CHECKPOINT_SUBDIR}",
+                              directory=step_dir)
+    with ocp.PyTreeCheckpointer() as ckpt, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sharding info not provided")   # host arrays are asked for
+        state = ckpt.restore(str(step_dir / "state"))
+    saved = state.get("params") if isinstance(state, dict) else None
+    try:
+        params = jax.tree_util.tree_map(lambda like, x: np.asarray(x).astype(np.asarray(like).dtype, copy=False)
+                                        if np.shape(like) == np.shape(x) else _raise_shape(like, x),
+                                        params_like, saved)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"the checkpoint of step {step} in {step_dir} holds params of another model: "
+                              f"{e}", directory=step_dir) from None
+    if not _host_finite(params):
+        raise CheckpointError(f"the checkpoint of step {step} in {step_dir} holds non-finite params",
+                              directory=step_dir)
+    return params
+
+
+def _raise_shape(like, x):
+    raise ValueError(f"shape {np.shape(x)} where the model has {np.shape(like)}")
+
+
 def save_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Writes ``obj`` as JSON atomically (temporary file in the same directory, then rename)."""
     _atomic_write_text(Path(path), json.dumps(obj, indent=indent) + "\n")

@@ -445,6 +445,40 @@ def _e_inv(jx, jy, h):
     return jnp.where(interior, -h * h / (4 * safe), polarized)
 
 
+def ordered_energies(jx, jy, h) -> jax.Array:
+    """Energy per site of the four ordered states, in :data:`PHASES` order (any even L).
+
+    Ferromagnet ``sigma = sign(h)``: ``-(J_x + J_y) - |h|``; checkerboard: ``J_x + J_y``; row
+    stripes ``(-1)^y``: ``J_y - J_x``; column stripes ``(-1)^x``: ``J_x - J_y`` (the field
+    averages out on the last three).
+
+    Args:
+        jx, jy, h: float[...] (broadcastable).
+    Returns:
+        float32[..., 4].
+    """
+    return _ordered_energies(*_params(jx, jy, h, None, "ordered_energies"))
+
+
+@jax.jit
+def _ordered_energies(jx, jy, h):
+    jx, jy, h = jnp.broadcast_arrays(jx, jy, h)
+    return jnp.stack([-(jx + jy) - jnp.abs(h), jx + jy, jy - jx, jx - jy], axis=-1)
+
+
+def phase_margin(jx, jy, h) -> jax.Array:
+    """Energy per site by which the ground state's ordered state beats the next best one: the
+    second lowest of :func:`ordered_energies` minus the lowest, 0 on a phase boundary.
+
+    Args:
+        jx, jy, h: float[...] (broadcastable).
+    Returns:
+        float32[...] >= 0.
+    """
+    e = jnp.sort(ordered_energies(jx, jy, h), axis=-1)
+    return e[..., 1] - e[..., 0]
+
+
 def ground_state_phase(jx, jy, h, L: int | None = None) -> jax.Array:
     """Phase of the true ground state (indices into :data:`PHASES`).
 

@@ -259,6 +259,21 @@ def test_checkpoint_of_another_model_gives_clear_error(tmp_path, key):
     assert checkpoint_steps(tmp_path) == [5]
 
 
+def test_restore_params_gives_a_checkpoints_params_and_refuses_other_models(tmp_path, key):
+    """Bug: the latest checkpoint's params instead of the step asked for, or another model's
+    params restored without an error."""
+    early = run(tmp_path / "early", 5, key, checkpoint_every=5)
+    result = run(tmp_path, 10, key, checkpoint_every=5)
+    assert_trees_equal(T.restore_params(tmp_path, 10, init_params()), result.params)
+    assert_trees_equal(T.restore_params(tmp_path, 5, init_params()), early.params)
+    with pytest.raises(T.CheckpointError, match="no checkpoint of step 7"):
+        T.restore_params(tmp_path, 7, init_params())
+    with pytest.raises(T.CheckpointError, match="another model"):
+        T.restore_params(tmp_path, 10, {"w": jnp.zeros(4), "b": jnp.zeros(())})
+    with pytest.raises(T.CheckpointError, match="another model"):
+        T.restore_params(tmp_path, 10, {"w": jnp.zeros(3)})
+
+
 def test_argument_errors(tmp_path, key):
     with pytest.raises(ValueError, match="needs a workdir"):
         run(None, 5, key, checkpoint_every=5)

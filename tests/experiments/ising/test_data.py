@@ -148,6 +148,25 @@ def test_ground_state_and_phase_brute_force(brute, all_states, params):
     assert set(phase[generic]) == {0, 1, 2, 3}
 
 
+def test_ordered_energies_are_the_patterns_energies_and_the_margin_their_gap(params):
+    """Bug: a stripe pattern's energy with J_x and J_y swapped, or the field counted on a
+    zero-magnetization state, or the margin taken against the wrong state."""
+    jx, jy, h = params
+    e = np.asarray(ising.ordered_energies(jx, jy, h))
+    pats = ising._patterns(L)
+    signs = np.where(h < 0, -1.0, 1.0)
+    for k in range(4):
+        spins = pats[k][None] * (signs[:, None, None] if k == 0 else 1.0)
+        np.testing.assert_allclose(e[:, k], ising.energy_const(spins, jx, jy, h), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(e.min(axis=1), ising.e_min(jx, jy, h), atol=1e-5, rtol=0)
+    margin = np.asarray(ising.phase_margin(jx, jy, h))
+    srt = np.sort(e, axis=1)
+    np.testing.assert_allclose(margin, srt[:, 1] - srt[:, 0], atol=1e-6, rtol=0)
+    # on a boundary the margin is 0: J_y = 0 with J_x < 0 and a weak field (checkerboard = column stripes)
+    np.testing.assert_allclose(ising.phase_margin(-1.5, 0.0, 0.5), 0.0, atol=1e-6)
+    np.testing.assert_allclose(ising.phase_margin(-1.0, -1.0, 1.0), 2.0, atol=1e-6)   # checkerboard -2, stripes 0, ferro 1
+
+
 def test_e_inv_matches_product_law_grid(params):
     jx, jy, h = params
     m = np.linspace(-1.0, 1.0, 20001, dtype=np.float32)
