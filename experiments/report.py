@@ -746,7 +746,8 @@ def summary_section() -> str | None:
                          f"{r['label']} | {_fmt(*_mean_std(r['loss']))} | - |")
     if len(lines) == 2:
         return None
-    seeds = sorted({len(x["seeds"]) for s in (ising, ae, dg, sh) if s for x in s["rows"].values()})
+    seeds = sorted({len(x["seeds"]) for s in (ising, ae, dg, sh) if s for x in s["rows"].values()
+                    if not x.get("control")})   # the rows of the table above
     lines += ["", f"Mean ± std over {' or '.join(map(str, seeds))} seeds at our CPU presets; lower is better "
               "everywhere. The paper's numbers are at its own, larger budgets (DiGress: T = 500 against our 100), "
               "so the orderings compare, not the values; `-`: no paper number recorded for that row."]
