@@ -422,9 +422,7 @@ def restore_params(workdir: str | os.PathLike, step: int, params_like: PyTree) -
         state = ckpt.restore(str(step_dir / "state"))
     saved = state.get("params") if isinstance(state, dict) else None
     try:
-        params = jax.tree_util.tree_map(lambda like, x: np.asarray(x).astype(np.asarray(like).dtype, copy=False)
-                                        if np.shape(like) == np.shape(x) else _raise_shape(like, x),
-                                        params_like, saved)
+        params = jax.tree_util.tree_map(_host_like, params_like, saved)
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"the checkpoint of step {step} in {step_dir} holds params of another model: "
                               f"{e}", directory=step_dir) from None
@@ -434,8 +432,11 @@ def restore_params(workdir: str | os.PathLike, step: int, params_like: PyTree) -
     return params
 
 
-def _raise_shape(like, x):
-    raise ValueError(f"shape {np.shape(x)} where the model has {np.shape(like)}")
+def _host_like(like, x) -> np.ndarray:
+    """``x`` as a host array of ``like``'s dtype; ValueError if the shapes differ."""
+    if np.shape(like) != np.shape(x):
+        raise ValueError(f"shape {np.shape(x)} where the model has {np.shape(like)}")
+    return np.asarray(x).astype(np.asarray(like).dtype, copy=False)
 
 
 def save_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:

@@ -51,8 +51,7 @@ def analyse(cfg: ising_main.Config, method: str, seed: int, root: pathlib.Path =
     model = ising_main.make_model(cfg, method)
     like = model.init(jax.random.key(0), jax.random.key(0), jnp.zeros((1, cfg.L, cfg.L, 5)))
     params = training.restore_params(workdir, cfg.num_steps, like)
-    plane = ising_main.plane_params(cfg.eval_seed + 4, cfg.num_eval)            # as run_one
-    ev = ising_main.evaluate(model, params, jax.random.key(cfg.eval_seed + 5), *plane, cfg.L)
+    plane, ev = ising_main.evaluate_plane(model, params, cfg)                   # as run_one
     margin = np.asarray(ising.phase_margin(*plane))
     miss = ev["e_argmax"] - ev["e_min"] > 1e-6
     return {"method": method, "seed": seed, "num_eval": cfg.num_eval, "misses": int(miss.sum()),

@@ -201,6 +201,13 @@ PHASE_KEYS = {ising.FERRO: "ferro", ising.ANTIFERRO: "antiferro", ising.ROW_STRI
 """Result-file key of each ordered phase (with h > 0 every ground state is one of these four)."""
 
 
+def evaluate_plane(model: LatticeModel, params, cfg: Config) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+    """The held-out plane test of a run: its Hamiltonians ``(jx, jy, h)`` (:func:`plane_params`)
+    and :func:`evaluate` of them, with the run's fixed evaluation seed and key."""
+    plane = plane_params(cfg.eval_seed + 4, cfg.num_eval)
+    return plane, evaluate(model, params, jax.random.key(cfg.eval_seed + 5), *plane, cfg.L)
+
+
 def summarize(ev: dict[str, np.ndarray]) -> dict[str, float]:
     """Gaps and solved fractions (gap < 1e-6), overall and per true phase (NaN for an absent phase)."""
     gap_s = ev["e_sampled"] - ev["e_min"]
@@ -278,8 +285,7 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
     params = distributed.local_copy(result.params)
     test = ising.sample_params(jax.random.key(cfg.eval_seed), cfg.num_eval)
     ev = evaluate(model, params, jax.random.key(cfg.eval_seed + 2), test.jx, test.jy, test.h, L)
-    plane = plane_params(cfg.eval_seed + 4, cfg.num_eval)
-    pev = evaluate(model, params, jax.random.key(cfg.eval_seed + 5), *plane, L)
+    _, pev = evaluate_plane(model, params, cfg)
     grid_vals = np.linspace(-3, 3, cfg.grid_n).astype(np.float32)
     grid = ising.grid_params(grid_vals, grid_vals, cfg.grid_h)
     gev = evaluate(model, params, jax.random.key(cfg.eval_seed + 3), grid.jx, grid.jy, grid.h, L)
