@@ -34,14 +34,15 @@ ROOT = ising_main.ROOT
 BASE = dataclasses.replace(ising_main.Config(), features=(8, 8, 8), pe_features=4, learning_rate=3e-3,
                            num_steps=2500, batch_size=16, plane_fraction=0.5, atol=1e-4, antiferro_fraction=0.0,
                            antiferro_until=1.0, relax_fraction=0.0, relax_ramp=0.2, anneal_temperature=0.0,
-                           anneal_fraction=0.5)
+                           anneal_fraction=0.5, boundary_fraction=0.0, boundary_margin=0.4, sign_scale=0.0)
 """The ``cpu`` preset before the fix (expected energy throughout, no extra antiferromagnetic data),
 its fields spelled out so that a later change of the preset does not move the ablation (every
 variant changes one or two fields of it)."""
 
 FIX = {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3, "antiferro_until": 0.2, "batch_size": 64}
-"""The fix of the bistability (relaxed energy, early antiferromagnetic data) at 64 Hamiltonians per step:
-``BASE`` with these overrides is the ``cpu`` preset (its SymPE rows are the preset's result files)."""
+"""The fix of the bistability (relaxed energy, early antiferromagnetic data) at 64 Hamiltonians per step.
+``BASE`` with these overrides, every Hamiltonian from the plane and the bond-sign inputs is the ``cpu``
+preset (variant ``fix_sign_0.3``)."""
 
 VARIANTS: dict[str, tuple[str, dict]] = {
     "base": ("the cpu preset", {}),
@@ -69,7 +70,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                      {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3, "antiferro_until": 0.2}),
     "fix_plane_only": ("the fix, then every training Hamiltonian uniform on the plane (the test plane's law: "
                        "no phase outweighs its neighbours at a boundary)", {**FIX, "plane_fraction": 1.0}),
-    "fix_wider": ("the fix with G-CNN width 16 instead of 8", {**FIX, "features": (16, 16, 16)}),
+    "fix_boundary_0.25": ("the fix at the plane law, with 25% of the training Hamiltonians drawn within 0.4 of a "
+                          "phase boundary (both sides alike)", {**FIX, "plane_fraction": 1.0, "boundary_fraction": 0.25}),
+    "fix_sign_0.1": ("the fix at the plane law, with the D4-invariant scalars of the bond signs tanh(J / 0.1) as "
+                     "input channels", {**FIX, "plane_fraction": 1.0, "sign_scale": 0.1}),
+    "fix_sign_0.3": ("the same with tanh(J / 0.3)", {**FIX, "plane_fraction": 1.0, "sign_scale": 0.3}),
     "fix_invariant_inputs": ("the fix with the D4-invariant bond scalars J_x + J_y and abs(J_x - J_y) as input "
                              "channels (each phase boundary linear in the input)", {**FIX, "invariant_inputs": True}),
 }

@@ -8,7 +8,9 @@ probability 1 - plane_fraction the paper's law (J_x = 1, J_y ~ U(-3, 3), h ~ U(0
 swapped with probability 1/2), otherwise (J_x, J_y) uniform on [-3, 3]^2 with h ~ U(0, 2); the
 ``cpu`` preset draws every one from the plane (plane_fraction = 1), so that every phase,
 checkerboard included, is seen in training in the proportions of the held-out plane (our
-choice: the paper's law has J_x = 1 or J_y = 1 and never produces the checkerboard).
+choice: the paper's law has J_x = 1 or J_y = 1 and never produces the checkerboard). Beside the
+couplings, every model gets two D4-invariant scalars of the bond signs (``sign_scale``; the
+``demo`` preset leaves them out).
 
 Evaluation (final parameters, no selection): held-out Hamiltonians from the paper's law, energy
 per site of a sampled configuration and of the most likely one (sign of the logits), gap to the
@@ -56,7 +58,8 @@ LABELS = {"none": "G-CNN, no symmetry breaking", "noise": "G-CNN + Gaussian nois
 class Config:
     LATE_DEFAULTS: ClassVar[dict] = {"atol": 1e-4, "invariant_inputs": False,   # fields added after runs were recorded
                                      "antiferro_fraction": 0.0, "antiferro_until": 1.0, "relax_fraction": 0.0, "relax_ramp": 0.2,
-                                     "anneal_temperature": 0.0, "anneal_fraction": 0.5}
+                                     "anneal_temperature": 0.0, "anneal_fraction": 0.5,
+                                     "boundary_fraction": 0.0, "boundary_margin": 0.4, "sign_scale": 0.0}
 
     preset: str = option("cpu", "preset name (with --tag: <preset>-<tag>), the prefix of result files")
     L: int = option(8, "side of the periodic lattice (even)")
@@ -81,6 +84,8 @@ class Config:
     atol: float = option(1e-4, "tie tolerance of SymPE's argmax over the lifted scores")
     invariant_inputs: bool = option(False, "add the D4-invariant bond scalars [J_x + J_y, |J_x - J_y|] as input "
                                            "channels (the phase becomes linear in the input)")
+    sign_scale: float = option(0.3, "add the D4-invariant scalars of the bond signs, models.bond_invariants("
+                                    "tanh(J / sign_scale)), as input channels (0: off)")
     antiferro_fraction: float = option(0.3, "share of training Hamiltonians drawn from the antiferromagnetic quadrant "
                                             "(J_x, J_y ~ U(-3, 0)) instead of the mixture above, early in training")
     antiferro_until: float = option(0.2, "share of the training steps during which antiferro_fraction applies "
@@ -92,12 +97,16 @@ class Config:
     anneal_temperature: float = option(0.0, "initial temperature tau_0 of the annealed free-energy loss, in units of "
                                             "|J_x| + |J_y| per Hamiltonian (0: the plain expected energy)")
     anneal_fraction: float = option(0.5, "share of the training steps over which tau decays linearly to 0")
+    boundary_fraction: float = option(0.0, "share of training Hamiltonians drawn uniformly from the part of the plane "
+                                           "within boundary_margin of a phase boundary, instead of the mixture above")
+    boundary_margin: float = option(0.4, "margin (energy per site, data.phase_margin) below which a Hamiltonian "
+                                         "counts as near a phase boundary")
 
 
 PRESETS = {
     "cpu": Config(),
     "demo": Config(preset="demo", num_steps=400, warmup_steps=50, encodings=("none", "sympe"), seeds=(0,),
-                   num_eval=256, grid_n=9, checkpoint_every=200, plane_fraction=0.5),
+                   num_eval=256, grid_n=9, checkpoint_every=200, plane_fraction=0.5, sign_scale=0.0),
     "paper": Config(preset="paper", L=16, features=(32, 32, 32, 32, 32, 32), scorer_features=(8, 8),
                     pe_features=8, batch_size=64, num_steps=20000, learning_rate=3e-3, warmup_steps=500,
                     num_eval=2048, grid_n=49, checkpoint_every=2000),
@@ -105,9 +114,11 @@ PRESETS = {
 
 
 def sample_train_params(rng: np.random.Generator, n: int, plane_fraction: float,
-                        antiferro_fraction: float = 0.0) -> tuple[np.ndarray, ...]:
+                        antiferro_fraction: float = 0.0, boundary_fraction: float = 0.0,
+                        boundary_margin: float = 0.4) -> tuple[np.ndarray, ...]:
     """Training Hamiltonians: the paper's law mixed with the uniform (J_x, J_y) plane, and with
     probability ``antiferro_fraction`` the antiferromagnetic quadrant (J_x, J_y ~ U(-3, 0))
+    instead; then with probability ``boundary_fraction`` one from :func:`near_boundary_params`
     instead. Returns float32[n] arrays ``(jx, jy, h)``; ``h ~ U(0, 2)`` always."""
     jy = rng.uniform(-3, 3, n)
     jx = np.ones(n)
@@ -121,7 +132,28 @@ def sample_train_params(rng: np.random.Generator, n: int, plane_fraction: float,
         af = rng.random(n) < antiferro_fraction
         jx = np.where(af, rng.uniform(-3, 0, n), jx)
         jy = np.where(af, rng.uniform(-3, 0, n), jy)
+    if boundary_fraction > 0:       # drawn last, so that 0 keeps the earlier draws exactly
+        near = rng.random(n) < boundary_fraction
+        bjx, bjy, bh = near_boundary_params(rng, n, boundary_margin)
+        jx, jy, h = np.where(near, bjx, jx), np.where(near, bjy, jy), np.where(near, bh, h)
     return tuple(a.astype(np.float32) for a in (jx, jy, h))
+
+
+def near_boundary_params(rng: np.random.Generator, n: int, margin: float) -> tuple[np.ndarray, ...]:
+    """``n`` Hamiltonians uniform on the part of the plane law (J_x, J_y ~ U(-3, 3), h ~ U(0, 2))
+    whose :func:`~experiments.ising.data.phase_margin` is below ``margin``: rejection sampling.
+
+    The margin is the energy difference of the two best ordered states, the same function of the
+    parameters on either side of a boundary, so this law puts equal weight on both sides of every
+    boundary (it sharpens the learned boundary without moving it). Returns float64[n] arrays."""
+    if not margin > 0:
+        raise ValueError(f"boundary margin must be > 0, got {margin}")
+    out = [np.empty(0)] * 3
+    while out[0].size < n:
+        jx, jy, h = rng.uniform(-3, 3, 8 * n), rng.uniform(-3, 3, 8 * n), rng.uniform(0, 2, 8 * n)
+        keep = np.asarray(ising.phase_margin(jx, jy, h)) < margin
+        out = [np.concatenate([o, a[keep]]) for o, a in zip(out, (jx, jy, h))]
+    return tuple(o[:n] for o in out)
 
 
 
@@ -173,7 +205,8 @@ def temperature(cfg: Config, step: int) -> float:
 
 def make_model(cfg: Config, method: str) -> LatticeModel:
     return LatticeModel(method=method, features=cfg.features, pe_features=cfg.pe_features,
-                        scorer_features=cfg.scorer_features, atol=cfg.atol, invariant_inputs=cfg.invariant_inputs)
+                        scorer_features=cfg.scorer_features, atol=cfg.atol, invariant_inputs=cfg.invariant_inputs,
+                        sign_scale=cfg.sign_scale)
 
 
 def evaluate(model: LatticeModel, params, key: jax.Array, jx, jy, h, L: int) -> dict[str, np.ndarray]:
@@ -259,7 +292,7 @@ def run_one(cfg: Config, method: str, seed: int, force: bool = False, root: path
 
     def rows(i, index, count):
         jx, jy, h = sample_train_params(np.random.default_rng([seed, i]), cfg.batch_size, cfg.plane_fraction,
-                                        antiferro_share(cfg, i))
+                                        antiferro_share(cfg, i), cfg.boundary_fraction, cfg.boundary_margin)
         mine = distributed.local_rows(cfg.batch_size, index, count)
         jx, jy, h = jx[mine], jy[mine], h[mine]
         # the schedules travel as per-row columns, so that the batch shards like the rest

@@ -96,6 +96,7 @@ class LatticeModel(nn.Module):
     norm: str = "global"
     atol: float = 1e-4
     invariant_inputs: bool = False
+    sign_scale: float = 0.0
 
     @nn.compact
     def __call__(self, key: jax.Array, x: jax.Array) -> jax.Array:
@@ -113,6 +114,8 @@ class LatticeModel(nn.Module):
         pe = enc.apply(key, sp_flax.declare_params(self, enc), x, scores=scores).astype(x.dtype)
         if self.invariant_inputs:
             x = jnp.concatenate([x, bond_invariants(x)], axis=-1)
+        if self.sign_scale > 0:
+            x = jnp.concatenate([x, bond_invariants(jnp.tanh(x[..., :4] / self.sign_scale))], axis=-1)
         h = jnp.concatenate([x, pe], axis=-1)
         if self.method == "cnn":
             widths = [int(round(math.sqrt(8) * w)) for w in self.features]

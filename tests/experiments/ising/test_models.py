@@ -54,13 +54,15 @@ def test_sympe_breaks_the_symmetry_of_a_constant_input():
     assert len(np.unique(np.asarray(logits).round(4).reshape(64, -1), axis=0)) > 16  # samples differ
 
 
-@pytest.mark.parametrize("method", ["sympe", "noise"])
-def test_output_law_is_equivariant_on_a_partly_symmetric_input(method):
+@pytest.mark.parametrize("method,sign_scale", [("sympe", 0.0), ("noise", 0.0), ("sympe", 0.3)])
+def test_output_law_is_equivariant_on_a_partly_symmetric_input(method, sign_scale):
+    """Bugs to catch: a symmetry breaking whose law does not move with the input, and (sign_scale)
+    bond-sign channels that read the bond directions instead of their D4-invariant scalars."""
     # Couplings alternating along x: the stabilizer keeps even x shifts, all y shifts, reflections.
     j_right = jnp.tile(jnp.array([1.0, -0.5])[:, None], (L // 2, L))
     bonds = ising.bond_field(j_right, jnp.full((L, L), 0.7))
     x = jnp.concatenate([bonds, jnp.full((L, L, 1), 0.2)], -1)[None]
-    model = LatticeModel(method=method, features=(3, 3), scorer_features=(2,), pe_features=2)
+    model = LatticeModel(method=method, features=(3, 3), scorer_features=(2,), pe_features=2, sign_scale=sign_scale)
     params = _perturbed(jax.jit(model.init)(jax.random.key(0), jax.random.key(1), x), jax.random.key(5))
     sampler = lambda k, xx: model.apply(params, k, xx)[0]
     g = jnp.array([1, 1, 2])  # a rotation that does not fix x

@@ -104,6 +104,32 @@ def test_antiferro_fraction_adds_checkerboard_hamiltonians_and_keeps_the_old_dra
     jx, jy, _ = ising_main.sample_train_params(np.random.default_rng(0), 64, 0.5, 1.0)
     assert np.all((jx < 0) & (jy < 0))
 
+def test_boundary_fraction_draws_near_boundary_hamiltonians_from_both_sides():
+    """Bugs to catch: boundary draws that are not within the margin, a share that is not
+    ``boundary_fraction``, a zero fraction that consumes random numbers, and a law lopsided
+    across a boundary (e.g. keeping only one phase's side): near the column-stripe / checkerboard
+    boundary J_y = 0 (J_x < 0, |J_x| > |J_y|) the two sides must get the same share."""
+    n = 20000
+    old = ising_main.sample_train_params(np.random.default_rng([3, 7]), n, 1.0, 0.3)
+    zero = ising_main.sample_train_params(np.random.default_rng([3, 7]), n, 1.0, 0.3, 0.0)
+    for a, b in zip(old, zero):
+        np.testing.assert_array_equal(a, b)
+    jx, jy, h = ising_main.sample_train_params(np.random.default_rng([3, 7]), n, 1.0, 0.3, 0.25, 0.4)
+    changed = (jx != old[0]) | (jy != old[1]) | (h != old[2])
+    assert abs(changed.mean() - 0.25) < 4 * np.sqrt(0.25 * 0.75 / n)
+    margin = np.asarray(ising.phase_margin(jx, jy, h))
+    assert margin[changed].max() < 0.4
+    assert (margin[~changed] >= 0.4).mean() > 0.8       # the plane law's share of far Hamiltonians
+    bjx, bjy, bh = ising_main.near_boundary_params(np.random.default_rng(1), n, 0.4)
+    assert np.all(np.asarray(ising.phase_margin(bjx, bjy, bh)) < 0.4)
+    assert bjx.min() >= -3 and bjx.max() <= 3 and bh.min() >= 0 and bh.max() <= 2
+    side = (bjx < -1) & (np.abs(bjy) < 0.5)              # near J_y = 0 with a strong antiferromagnetic J_x
+    pos = (bjy[side] > 0).mean()
+    assert side.sum() > 500 and abs(pos - 0.5) < 4 * np.sqrt(0.25 / side.sum())
+    with pytest.raises(ValueError, match="margin must be > 0"):
+        ising_main.near_boundary_params(np.random.default_rng(1), 4, 0.0)
+
+
 
 def test_stripes_on_an_antiferromagnet_trap_the_expected_energy_but_not_the_relaxed_one():
     """The mechanism the relaxed warm-up addresses (docs/ising.md): on an antiferromagnetic
