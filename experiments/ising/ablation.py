@@ -11,7 +11,8 @@ on the (J_x, J_y) plane.
 
 Runs resume; a (variant, seed) whose result file exists is not trained again (``--force``
 retrains). Writes results/ising/ablation/<variant>_sympe_seed<k>.json; results/ising/ablation.json
-and results/ising/ablation.png gather every variant with a result file for each seed.
+and results/ising/ablation.png gather every variant with a result file for each seed (other seeds
+than 0-2: ablation_seeds<seeds>.json and .png instead).
 """
 
 from __future__ import annotations
@@ -165,9 +166,11 @@ def main(argv=None, root: pathlib.Path = ROOT) -> int:
         print(f"[ablation] {name:12s} grid solved {row['grid_solved_argmax']} | antiferro solved "
               f"{row['plane_antiferro_solved_argmax']}", flush=True)
     summary["wall_time_s"] = round(time.time() - t0, 1)
-    training.save_json(out / "ablation.json", summary)
-    plot(summary, out / "ablation.png")
-    print(f"wrote {out / 'ablation.json'} and {out / 'ablation.png'}")
+    # other seeds get their own files: the committed summary of seeds 0-2 is not overwritten by a subset
+    stem = "ablation" if args.seeds == (0, 1, 2) else "ablation_seeds" + "-".join(map(str, args.seeds))
+    training.save_json(out / f"{stem}.json", summary)
+    plot(summary, out / f"{stem}.png")
+    print(f"wrote {out / f'{stem}.json'} and {out / f'{stem}.png'}")
     return 0
 
 

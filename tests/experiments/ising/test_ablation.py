@@ -34,20 +34,23 @@ def test_plane_test_set_holds_every_phase():
 
 
 def test_ablation_writes_a_summary_per_variant(tmp_path, monkeypatch):
+    """Bugs to catch: a variant missing from the summary, and a run on a subset of the seeds that
+    overwrites the summary of seeds 0-2 (it writes its own file)."""
     monkeypatch.setattr(ablation, "BASE", dataclasses.replace(ablation.BASE, **TINY))
     assert ablation.main(["--variants", "base,lr_1e-3", "--seeds", "0"], root=tmp_path) == 0
-    summary = json.loads((tmp_path / "results/ising/ablation.json").read_text())
+    assert not (tmp_path / "results/ising/ablation.json").exists()
+    summary = json.loads((tmp_path / "results/ising/ablation_seeds0.json").read_text())
     assert list(summary["variants"]) == ["base", "lr_1e-3"]
     row = summary["variants"]["lr_1e-3"]
     assert row["seeds"] == [0] and row["overrides"] == {"learning_rate": 1e-3}
     for key in ("grid_solved_argmax", "plane_antiferro_solved_argmax", "plane_row_stripes_solved_argmax"):
         assert len(row[key]) == 1 and 0 <= row[key][0] <= 1
-    assert (tmp_path / "results/ising/ablation.png").stat().st_size > 0
+    assert (tmp_path / "results/ising/ablation_seeds0.png").stat().st_size > 0
     record = json.loads((tmp_path / "results/ising/ablation/ablation-base_sympe_seed0.json").read_text())
     assert record["config"]["learning_rate"] == 3e-3 and record["config"]["L"] == 4
     # a second call trains nothing and keeps both variants
     assert ablation.main(["--variants", "base", "--seeds", "0"], root=tmp_path) == 0
-    assert list(json.loads((tmp_path / "results/ising/ablation.json").read_text())["variants"]) == ["base", "lr_1e-3"]
+    assert list(json.loads((tmp_path / "results/ising/ablation_seeds0.json").read_text())["variants"]) == ["base", "lr_1e-3"]
 
 
 def test_unknown_variant_is_a_clear_error():
