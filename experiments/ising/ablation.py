@@ -1,8 +1,8 @@
 """What keeps SymPE from the antiferromagnetic (checkerboard) phase: a measured ablation.
 
 Every variant trains the SymPE G-CNN alone, with the training budget and evaluation of the
-experiment (``main.run_one``), changing one or two things against ``BASE`` (the ``cpu``
-preset). Per seed it records the share of the 25 x 25 phase grid at h = 0.5 solved by the most
+experiment (``main.run_one``), changing one or two things against ``BASE`` (the ``cpu`` preset
+before the fix; the ``fix_*`` variants are the fix, ``FIX``, plus one change). Per seed it records the share of the 25 x 25 phase grid at h = 0.5 solved by the most
 likely configuration, and the solved share of each true phase on held-out Hamiltonians uniform
 on the (J_x, J_y) plane.
 
@@ -12,7 +12,8 @@ on the (J_x, J_y) plane.
 Runs resume; a (variant, seed) whose result file exists is not trained again (``--force``
 retrains). Writes results/ising/ablation/<variant>_sympe_seed<k>.json; results/ising/ablation.json
 and results/ising/ablation.png gather every variant with a result file for each seed (other seeds
-than 0-2: ablation_seeds<seeds>.json and .png instead).
+than 0-2: ablation_seeds<seeds>.json and .png instead, e.g. ``--seeds 0,1`` writes
+ablation_seeds0-1.json).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ FIX = {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3, "ant
 preset (variant ``fix_sign_0.3``)."""
 
 VARIANTS: dict[str, tuple[str, dict]] = {
-    "base": ("the cpu preset", {}),
+    "base": ("the cpu preset before the fix", {}),
     "plane_only": ("all training Hamiltonians uniform on the plane (twice the antiferromagnetic data)",
                    {"plane_fraction": 1.0}),
     "steps_4x": ("4x the training steps (10000)", {"num_steps": 10000}),
@@ -66,8 +67,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "relax": ("relaxed (spherical) energy for 40% of the steps, then a crossover to the expected energy over 20%",
               {"relax_fraction": 0.4, "relax_ramp": 0.2}),
     "relax_antiferro_0.3": ("both", {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3}),
-    "fix_batch_16": ("relaxed energy, 30% antiferromagnetic data for the first 20% of the steps only: the cpu "
-                     "preset now, but at 16 Hamiltonians per step instead of 64",
+    "fix_batch_16": ("the fix (relaxed energy, 30% antiferromagnetic data for the first 20% of the steps) at 16 "
+                     "Hamiltonians per step, half of them from the paper's law",
                      {"relax_fraction": 0.4, "relax_ramp": 0.2, "antiferro_fraction": 0.3, "antiferro_until": 0.2}),
     "fix_plane_only": ("the fix, then every training Hamiltonian uniform on the plane (the test plane's law: "
                        "no phase outweighs its neighbours at a boundary)", {**FIX, "plane_fraction": 1.0}),
@@ -77,7 +78,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                      "input channels", {**FIX, "plane_fraction": 1.0, "sign_scale": 0.1}),
     "fix_sign_0.3": ("the same with tanh(J / 0.3)", {**FIX, "plane_fraction": 1.0, "sign_scale": 0.3}),
     "fix_invariant_inputs": ("the fix with the D4-invariant bond scalars J_x + J_y and abs(J_x - J_y) as input "
-                             "channels (each phase boundary linear in the input)", {**FIX, "invariant_inputs": True}),
+                             "channels (each phase boundary linear in the input), half the Hamiltonians from the paper's law",
+                             {**FIX, "invariant_inputs": True}),
 }
 
 

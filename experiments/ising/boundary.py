@@ -4,7 +4,8 @@ A Hamiltonian's margin is the energy per site by which its ground state's ordere
 the next best one (:func:`experiments.ising.data.phase_margin`; 0 on a phase boundary). For each
 trained run of a preset (its final checkpoint under runs/), the most likely configuration is
 evaluated again on the held-out plane Hamiltonians of ``main.run_one`` (same Hamiltonians,
-same key, so the misses are the result file's), and the misses are counted per margin bin.
+same key, so the misses are the result file's), and the misses are counted per margin bin and
+listed (couplings, field, true and predicted phase, margin, gap).
 
     python -m experiments.ising.boundary --preset cpu                       # every method and seed trained
     python -m experiments.ising.boundary --preset cpu --L 16 --batch-size 16 --seeds 0 --tag l16
@@ -54,11 +55,15 @@ def analyse(cfg: ising_main.Config, method: str, seed: int, root: pathlib.Path =
     plane, ev = ising_main.evaluate_plane(model, params, cfg)                   # as run_one
     margin = np.asarray(ising.phase_margin(*plane))
     miss = ev["e_argmax"] - ev["e_min"] > 1e-6
+    missed = [{"jx": float(plane[0][i]), "jy": float(plane[1][i]), "h": float(plane[2][i]),
+               "phase_true": ising.PHASES[int(ev["phase_true"][i])],
+               "phase_argmax": ising.PHASES[int(ev["phase_argmax"][i])], "margin": float(margin[i]),
+               "gap": float(ev["e_argmax"][i] - ev["e_min"][i])} for i in np.flatnonzero(miss)]
     return {"method": method, "seed": seed, "num_eval": cfg.num_eval, "misses": int(miss.sum()),
             "gap_argmax": float((ev["e_argmax"] - ev["e_min"]).mean()),
             "gap_sampled": float((ev["e_sampled"] - ev["e_min"]).mean()),
             "median_margin_of_misses": float(np.median(margin[miss])) if miss.any() else None,
-            "bins": miss_table(ev, margin)}
+            "bins": miss_table(ev, margin), "missed": missed}
 
 
 def main(argv=None, root: pathlib.Path = ising_main.ROOT) -> int:

@@ -18,8 +18,8 @@ exact e_min, fraction solved exactly (gap < 1e-6), per true phase; and the predi
 a (J_x, J_y) grid at fixed h, drawn beside the true phase diagram.
 
     python -m experiments.ising --preset demo                  # 2 methods, 400 steps: ~1 min
-    python -m experiments.ising --preset cpu                   # ~10 min on 2 CPU cores
-    python -m experiments.ising --preset paper                 # L = 16, for an accelerator
+    python -m experiments.ising --preset cpu                   # ~25 min on 2 CPU cores
+    python -m experiments.ising --preset paper                 # L = 16, for an accelerator (our recipe, bond signs included)
     python -m experiments.ising --preset cpu --encodings none,sympe --num-steps 300 --seeds 0   # override any field
 
 Runs are checkpointed under runs/ising/<preset>-<config hash>/<method>_seed<k>/ and resume where they stopped;
@@ -145,7 +145,8 @@ def near_boundary_params(rng: np.random.Generator, n: int, margin: float) -> tup
 
     The margin is the energy difference of the two best ordered states, the same function of the
     parameters on either side of a boundary, so this law puts equal weight on both sides of every
-    boundary (it sharpens the learned boundary without moving it). Returns float64[n] arrays."""
+    boundary (meant to sharpen the learned boundary without moving it; the ``fix_boundary_0.25``
+    ablation variant measures that it does not sharpen it). Returns float64[n] arrays."""
     if not margin > 0:
         raise ValueError(f"boundary margin must be > 0, got {margin}")
     out = [np.empty(0)] * 3

@@ -86,6 +86,10 @@ class LatticeModel(nn.Module):
       kernel_size: spatial stencil of every convolution.
       norm: G-CNN normalization (see :class:`sympe_jax.nn.gcnn.GCNN`).
       atol: tie tolerance of the argmax over group elements.
+      invariant_inputs: add the D4-invariant bond scalars :func:`bond_invariants` of the couplings
+        ``[B, L, L, 2]`` as input channels.
+      sign_scale: scale ``s`` of the bond-sign channels ``bond_invariants(tanh(J / s))``
+        ``[B, L, L, 2]`` (0: none).
     """
 
     method: str = "sympe"
@@ -102,6 +106,8 @@ class LatticeModel(nn.Module):
     def __call__(self, key: jax.Array, x: jax.Array) -> jax.Array:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {tuple(METHODS)}, got {self.method!r}")
+        if not self.sign_scale >= 0:
+            raise ValueError(f"sign_scale must be >= 0 (0: no bond-sign channels), got {self.sign_scale}")
         if x.ndim != 4 or x.shape[1] != x.shape[2] or x.shape[-1] < 4:
             raise ValueError(f"x must be [B, L, L, c >= 4] with bond channels first, got {x.shape}")
         enc = encodings.lattice_encoding(METHODS[self.method], L=x.shape[1], features=self.pe_features,

@@ -144,7 +144,6 @@ def test_summary_has_one_line_per_method_and_the_paper_beside(tmp_path, monkeypa
                for line in lines)
 
 
-
 def test_summary_leaves_out_unfinished_digress_rows(tmp_path, monkeypatch):
     """Bug: a row with one seed of three shown in the README beside the others, its standard
     error under the heading "mean ± std over seeds"."""
@@ -157,6 +156,7 @@ def test_summary_leaves_out_unfinished_digress_rows(tmp_path, monkeypatch):
     text = report.summary_section()
     assert "| DiGress + SymPE (nodes only) | 80.50 ± 1.50 |" in text and "learned" not in text
     assert "over 3 seeds" in text
+
 
 def test_check_reports_a_stale_page(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(report, "ROOT", tmp_path)

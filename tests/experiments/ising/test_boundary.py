@@ -6,6 +6,7 @@ import json
 import numpy as np
 
 from experiments.ising import boundary
+from experiments.ising import data as ising
 from experiments.ising import main as ising_main
 from tests.experiments.ising.test_ablation import TINY
 
@@ -27,6 +28,8 @@ def test_the_analysis_finds_the_result_files_misses(tmp_path):
     for gap in ("gap_argmax", "gap_sampled"):
         np.testing.assert_allclose(out[gap], record["test_plane"][gap], rtol=1e-6, atol=0)
     assert sum(b["count"] for b in out["bins"]) == cfg.num_eval
+    assert len(out["missed"]) == out["misses"] and all(m["gap"] > 1e-6 for m in out["missed"])
+    assert all(m["phase_true"] in ising.PHASES for m in out["missed"])
     assert boundary.analyse(cfg, "none", 0, root=tmp_path) is None          # never trained: skipped
     assert boundary.main(["--preset", "cpu", "--encodings", "sympe", "--seeds", "0", "--L", "4", "--features", "4",
                           "--scorer-features", "2", "--pe-features", "2", "--batch-size", "4", "--num-steps", "3",

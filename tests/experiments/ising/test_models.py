@@ -1,5 +1,7 @@
 """Lattice models: the no-symmetry-breaking theorem, SymPE's equivariant law, shapes and errors."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,3 +125,20 @@ def test_bond_invariants_are_p4m_invariant_and_read_the_couplings():
         np.testing.assert_allclose(bond_invariants(moved), lattice.act_on_field(g, bond_invariants(x)), atol=1e-6)
     const = ising.to_input(jnp.array([2.0]), jnp.array([-3.0]), jnp.array([0.5]), 4)
     np.testing.assert_allclose(bond_invariants(const)[0, 0, 0], [-1.0, 5.0])
+
+
+def test_the_cpu_preset_feeds_the_bond_signs_and_the_demo_does_not():
+    """Bug to catch: ``sign_scale`` not threaded from the config to the model (or the model
+    ignoring it): the backbone's lifting kernel must see 2 more input channels."""
+    from experiments.ising import main as ising_main
+    x = jnp.zeros((1, L, L, 5))
+
+    def lifting_inputs(cfg):
+        params = ising_main.make_model(cfg, "sympe").init(jax.random.key(0), jax.random.key(1), x)
+        return params["params"]["backbone"]["lift"]["kernel"].shape[-2]     # [k, k, c_in, features]
+
+    cpu, demo = ising_main.PRESETS["cpu"], ising_main.PRESETS["demo"]
+    assert (cpu.sign_scale, demo.sign_scale) == (0.3, 0.0)
+    assert lifting_inputs(dataclasses.replace(cpu, L=L)) == lifting_inputs(dataclasses.replace(demo, L=L)) + 2
+    with pytest.raises(ValueError, match="sign_scale"):
+        LatticeModel(sign_scale=-1.0).init(jax.random.key(0), jax.random.key(1), x)
