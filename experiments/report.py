@@ -731,12 +731,12 @@ def summary_section() -> str | None:
             lines.append(f"| [Graph autoencoder](docs/graph_autoencoder.md): test edge error % | {r['label']} | "
                          f"{ours} | {'-' if r['paper'] is None else r['paper']} |")
     dg = _load(RESULTS / "digress_qm9" / "summary.json")
+    dg_rows = []
     if dg is not None:
         methods = [dg["rows"][row] for row in dg["order"] if not dg["rows"][row].get("control")]  # not the leak controls
         full = max((len(r["seeds"]) for r in methods), default=0)
-        for r in methods:
-            if len(r["seeds"]) < full:    # an unfinished row: its page shows it with its seeds
-                continue
+        dg_rows = [r for r in methods if len(r["seeds"]) == full]   # unfinished rows stay on their page
+        for r in dg_rows:
             nll = r["nll"] if len(r["seeds"]) > 1 else [r["nll"][0], r["nll_sem_within_seed"]]
             lines.append(f"| [DiGress on QM9](docs/digress_qm9.md): test NLL, nats per molecule | {r['label']} | "
                          f"{_fmt(*nll, 2)} | {'-' if r['paper_nll'] is None else r['paper_nll']} |")
@@ -748,8 +748,8 @@ def summary_section() -> str | None:
                          f"{r['label']} | {_fmt(*_mean_std(r['loss']))} | - |")
     if len(lines) == 2:
         return None
-    seeds = sorted({len(x["seeds"]) for s in (ising, ae, dg, sh) if s for x in s["rows"].values()
-                    if not x.get("control") and (s is not dg or len(x["seeds"]) == full)})   # the rows above
+    shown = [x for s in (ising, ae, sh) if s for x in s["rows"].values()] + dg_rows      # the rows above
+    seeds = sorted({len(x["seeds"]) for x in shown})
     lines += ["", f"Mean ± std over {' or '.join(map(str, seeds))} seeds at our CPU presets; lower is better "
               "everywhere. The paper's numbers are at its own, larger budgets (DiGress: T = 500 against our 100), "
               "so the orderings compare, not the values; `-`: no paper number recorded for that row."]

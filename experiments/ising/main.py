@@ -157,7 +157,6 @@ def near_boundary_params(rng: np.random.Generator, n: int, margin: float) -> tup
     return tuple(o[:n] for o in out)
 
 
-
 def plane_params(seed: int, n: int) -> tuple[np.ndarray, ...]:
     """Held-out Hamiltonians uniform on the (J_x, J_y) plane, [-3, 3]^2, h ~ U(0, 2): every phase,
     the checkerboard included (a quarter of them), which the paper's law never produces."""
