@@ -756,6 +756,33 @@ def summary_section() -> str | None:
     return "\n".join(lines)
 
 
+
+def digress_profile_section() -> str | None:
+    prof = _load(RESULTS / "benchmarks" / "digress_profile.json")
+    if prof is None:
+        return None
+    sides = [s for s in ("reference", "ours") if all(s in e for e in prof["configurations"].values())]
+    lines = [f"Command: `{_reference_command(prof['command'])}` ({prof['steps']} profiled steps per side, our dropout "
+             f"`{prof['dropout_rng']}`; load average at the start {prof['load_start'][0]:.1f}, at the end "
+             f"{prof['load_end'][0]:.1f}). Profiled time per step, ms, by pass and kind (profiler self times; XLA "
+             "thunks of one step may overlap on the two threads, so a column's sum is a breakdown, not the step time).",
+             "", "| configuration | side | step ms | pass | matmul | reduce | elementwise | layout | random | framework |"
+             " total |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in prof["configurations"].items():
+        for side in sides:
+            res = entry[side]
+            for pass_, kinds in res["ms_per_step"].items():
+                cells = " | ".join(f"{kinds[k]:.0f}" for k in ("matmul", "reduce", "elementwise", "layout", "random",
+                                                              "framework"))
+                lines.append(f"| {name} | {side} | {res['wall_ms_per_step']:.0f} | {pass_} | {cells} | "
+                             f"{sum(kinds.values()):.0f} |")
+    for name, entry in prof["configurations"].items():
+        if "ours" in entry:
+            top = ", ".join(f"{t['pass']} `{t['where']}` {t['ms_per_step']:.0f}" for t in entry["ours"]["top"][:10])
+            lines += ["", f"Largest model paths of ours at {name} (ms per step, all layers together): {top}."]
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, Callable[[], str | None]] = {
     "summary": summary_section,
     "canonicalization": canonicalization_section,
@@ -771,6 +798,7 @@ SECTIONS: dict[str, Callable[[], str | None]] = {
     "digress_sampling": digress_sampling_section,
     "digress_step": digress_step_section,
     "digress_reference": digress_reference_section,
+    "digress_profile": digress_profile_section,
     "graph_ae_step": graph_ae_step_section,
     "symmetric_shapes": symmetric_shapes_section,
     "frames": frames_section,
