@@ -405,7 +405,9 @@ class _Dropouts:
     (independent Bernoulli(1 - rate) keeps, scaled by 1 / (1 - rate)). ``rng="bits16"``: one
     threefry draw of ``[B, words]`` (per molecule: counter = (molecule, word)), every 32-bit word
     split into two 16-bit numbers ``u``; keep where ``u >= round(rate * 2^16)``, scaled by
-    1 / P(keep) (module docstring). One random op per layer instead of one per site keeps XLA's
+    1 / P(keep) (module docstring). A site's entries, in row-major order, take the low halves of
+    its first words, then their high halves, then the same of its second words (the masks are
+    compared and concatenated as booleans, so no 32-bit array of the site's size is built). One random op per layer instead of one per site keeps XLA's
     compile time down (the threefry code is inlined at every random op).
     """
 
@@ -444,9 +446,9 @@ class _Dropouts:
             return jnp.where(keep, v / (1.0 - self.rate), 0.0).astype(v.dtype)
         B, size = v.shape[0], math.prod(v.shape[1:])
         w0, w1 = self.words[0][:, lo:hi], self.words[1][:, lo:hi]
-        low16 = jnp.uint32(0xFFFF)
-        u = jnp.stack([w0 & low16, w0 >> 16, w1 & low16, w1 >> 16], axis=-1).reshape(B, -1)[:, :size]
-        keep = (u >= self.threshold).reshape(v.shape)
+        low16, t = jnp.uint32(0xFFFF), jnp.uint32(self.threshold)
+        keep = jnp.concatenate([(w0 & low16) >= t, (w0 >> 16) >= t, (w1 & low16) >= t, (w1 >> 16) >= t], axis=1)
+        keep = keep[:, :size].reshape(v.shape)
         return jnp.where(keep, v * jnp.asarray(self.keep_scale, v.dtype), 0.0).astype(v.dtype)
 
 

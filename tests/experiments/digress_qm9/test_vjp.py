@@ -148,3 +148,19 @@ def test_bits16_differs_from_uniform_and_default_is_uniform():
     a = _keep_masks("uniform", 3, jax.random.key(0), shapes)[0]
     b = _keep_masks("bits16", 3, jax.random.key(0), shapes)[0]
     assert not np.array_equal(a, b)
+
+
+def test_bits16_masks_follow_the_documented_word_layout():
+    """Site k's entries (row-major) are ``u >= round(0.1 * 2^16)`` for u = the low halves of its
+    threefry words w0, then their high halves, then the same of w1, cut to the site's size; a
+    layout bug (halves interleaved, sites overlapping) gives other masks from the same words."""
+    B, shapes, key = 3, [(5, 3), (2, 2, 7), (6,)], jax.random.key(5)
+    masks = _keep_masks("bits16", B, key, shapes)
+    blocks = [-(-math.prod(s) // 4) for s in shapes]
+    w0, w1 = (np.asarray(w) for w in gt._random_words(key, B, sum(blocks)))
+    threshold, lo = round(0.1 * 65536), 0
+    for shape, nb, mask in zip(shapes, blocks, masks):
+        a, b = w0[:, lo:lo + nb], w1[:, lo:lo + nb]
+        u = np.concatenate([a & 0xFFFF, a >> 16, b & 0xFFFF, b >> 16], axis=1)[:, :math.prod(shape)]
+        np.testing.assert_array_equal(mask, (u >= threshold).reshape(B, *shape))
+        lo += nb
