@@ -7,9 +7,10 @@ allocator settings), run for ``--steps`` steps under each side's own profiler af
   time (nested thunks subtracted) is attributed, through the compiled HLO's metadata, to its
   **pass** (``forward``: under ``jvp``, i.e. noise, features, network and loss; ``backward``:
   under ``transpose(jvp)``; ``optimizer``: the rest) and its **kind** (``matmul``: a dot or a
-  fusion holding one; ``random``: threefry and the random draws; ``reduce``: a fusion holding a
-  reduction; ``layout``: copies, transposes, concatenations; ``elementwise``: the rest), and to
-  the model path it comes from (layer indices dropped, so the layers add up).
+  fusion holding one, with what XLA fused into it; ``random``: threefry rounds (an ``xor``) and
+  the random draws; ``reduce``: a fusion holding a reduction; ``layout``: copies, transposes,
+  concatenations; ``elementwise``: the rest), and to the model path it comes from (layer
+  indices dropped, so the layers add up).
 * **reference**: ``torch.profiler`` around the phases ``digress_step`` times (noise + extra
   features and forward + loss are ``forward`` here), each op's self CPU time attributed to its
   pass and a kind by its ``aten`` name (``framework``: the time outside ``aten`` ops, i.e.
@@ -75,9 +76,9 @@ def classify(name: str, inst: dict, comps: dict) -> tuple[str, str, str]:
     op, op_name, calls = inst[name]
     ops = comps.get(calls, set()) if calls else {op}
     pass_ = "backward" if "transpose(" in op_name else "forward" if "jvp(" in op_name else "optimizer"
-    if ops & {"dot", "convolution"} or name.startswith("ynn_fusion"):
+    if ops & {"dot", "convolution"}:
         kind = "matmul"
-    elif _RANDOM.search(op_name) or ops & {"rng", "rng-bit-generator"}:
+    elif _RANDOM.search(op_name) or ops & {"rng", "rng-bit-generator", "xor"}:     # xor: threefry rounds
         kind = "random"
     elif ops & {"reduce", "reduce-window"}:
         kind = "reduce"

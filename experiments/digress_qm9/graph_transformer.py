@@ -236,9 +236,14 @@ def attention_core_reference(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, 
     return new_E, weighted_V
 
 
+def _pair(key_mask: jax.Array) -> jax.Array:
+    return key_mask[:, :, None, None] * key_mask[:, None, :, None]           # [B, n, n, 1]
+
+
 def _attention_forward(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head):
     scale = 1.0 / math.sqrt(Q.shape[-1] // n_head)
-    Y = (Q[:, :, None] * K[:, None, :] * scale) * (E_mul + 1.0) + E_add
+    pair = _pair(key_mask)
+    Y = (Q[:, :, None] * K[:, None, :] * scale) * (E_mul * pair + 1.0) + E_add * pair
     new_E = y_e_add[:, None, None] + (y_e_mul[:, None, None] + 1.0) * Y
     neg = jnp.asarray(jnp.finfo(Y.dtype).min / 2, Y.dtype)
     attn = jax.nn.softmax(jnp.where(key_mask[:, None, :, None] > 0, Y, neg), axis=2)
@@ -249,10 +254,12 @@ def _attention_forward(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head
 def attention_core(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head: int):
     """The node-edge attention of :class:`NodeEdgeBlock` between its projections.
 
-    ``Q, K, V [B, n, dx]`` (masked), ``E_mul, E_add [B, n, n, dx]`` (masked on pairs),
-    ``y_e_add, y_e_mul [B, dx]``, ``key_mask [B, n]`` (1.0 for real keys, 0.0 else; not
+    ``Q, K, V [B, n, dx]`` (masked), ``E_mul, E_add [B, n, n, dx]`` (masked here on the pairs of
+    real nodes, so that XLA fuses the mask instead of writing masked copies),
+    ``y_e_add, y_e_mul [B, dx]``, ``key_mask [B, n]`` (1.0 for real nodes, 0.0 else; not
     differentiated) -> ``(new_E [B, n, n, dx], weighted_V [B, n, dx])`` with
-    ``Y_ij = Q_i K_j / sqrt(dx / n_head) * (E_mul_ij + 1) + E_add_ij`` (channel-wise),
+    ``Y_ij = Q_i K_j / sqrt(dx / n_head) * (m_ij E_mul_ij + 1) + m_ij E_add_ij`` (channel-wise;
+    ``m_ij = key_mask_i key_mask_j``),
     ``new_E = y_e_add + (y_e_mul + 1) Y`` and ``weighted_V_i = sum_j softmax_j(Y)_ij V_j`` (per
     channel; masked keys excluded). Hand-written VJP: reuses the forward's softmax and uses
     ``sum_j a_ij (g_i V_j) = g_i weighted_V_i`` for the softmax term, one pass over the
@@ -271,15 +278,18 @@ def _attention_bwd(n_head, res, cotangents):
     g_E, g_V = cotangents
     scale = 1.0 / math.sqrt(Q.shape[-1] // n_head)
     S = Q[:, :, None] * K[:, None, :] * scale                                # [B, n, n, dx]
-    Y = S * (E_mul + 1.0) + E_add
+    pair = _pair(key_mask)
+    M = E_mul * pair + 1.0
+    Y = S * M + E_add * pair
     # softmax: d logits_ij = a_ij (g_i V_j - g_i wV_i), zero at masked keys
     d_soft = attn * (g_V[:, :, None] * (V[:, None, :] - weighted_V[:, :, None]))
     dY = g_E * (y_e_mul[:, None, None] + 1.0) + d_soft * key_mask[:, None, :, None]
-    dS = dY * (E_mul + 1.0)
+    dS = dY * M
     dQ = jnp.sum(dS * K[:, None, :], axis=2) * scale
     dK = jnp.sum(dS * Q[:, :, None], axis=1) * scale
     dV = jnp.sum(attn * g_V[:, :, None], axis=1)
-    return (dQ, dK, dV, dY * S, dY, jnp.sum(g_E, axis=(1, 2)), jnp.sum(g_E * Y, axis=(1, 2)),
+    dE_add = dY * pair
+    return (dQ, dK, dV, dE_add * S, dE_add, jnp.sum(g_E, axis=(1, 2)), jnp.sum(g_E * Y, axis=(1, 2)),
             jnp.zeros_like(key_mask))
 
 
@@ -337,7 +347,7 @@ class NodeEdgeBlock(nn.Module):
         x_mask, pair = _masks(node_mask, X.dtype)
 
         Q, K, V = (t * x_mask for t in _fused_linear(X, (("q", dx), ("k", dx), ("v", dx))))
-        E_mul, E_add = (t * pair for t in _fused_linear(E, (("e_mul", dx), ("e_add", dx))))
+        E_mul, E_add = _fused_linear(E, (("e_mul", dx), ("e_add", dx)))         # masked in attention_core
         y_e_add, y_e_mul, y_x_add, y_x_mul, y_y = _fused_linear(
             y, (("y_e_add", dx), ("y_e_mul", dx), ("y_x_add", dx), ("y_x_mul", dx), ("y_y", dy)))
 
