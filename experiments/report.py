@@ -370,8 +370,13 @@ def digress_section() -> str | None:
     if summary is None:
         return None
     cfg = summary["config"]
+    want = set(summary["seeds"])
+    short = [r for r in summary["rows"].values() if not r.get("control") and set(r["seeds"]) != want]
+    controls = sorted({s for r in summary["rows"].values() if r.get("control") for s in r["seeds"]})
     partial = "" if summary.get("complete", True) else (
-        "**Partial: not every row and seed has finished; the seeds column says what each row holds.** ")
+        "**Partial: not every row and seed has finished; the seeds column says what each row holds.** "
+        if short or not controls else f"Every method row holds seeds {', '.join(map(str, sorted(want)))}; the leak controls were trained on "
+             f"seed{'s' if len(controls) > 1 else ''} {', '.join(map(str, controls))} only. ")
     counts = {len(r["seeds"]) for r in summary["rows"].values()}
     if counts == {1}:
         spread = "one seed, so ± is the standard error of the mean over test molecules, not a seed spread"

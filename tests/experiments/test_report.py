@@ -168,3 +168,20 @@ def test_check_reports_a_stale_page(tmp_path, monkeypatch, capsys):
     assert report.main(["--check"]) == 1 and "docs/a.md" in capsys.readouterr().out
     assert report.main([]) == 0 and report.main(["--check"]) == 0                # written, then current
     assert "No result file yet" in (tmp_path / "docs" / "a.md").read_text()
+
+
+def test_digress_section_does_not_call_controls_on_fewer_seeds_partial(tmp_path, monkeypatch):
+    """Leak controls on seed 0 beside method rows on seeds 0-2 is the planned set, not an unfinished
+    run; a method row short of a seed is."""
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    (tmp_path / "digress_qm9").mkdir()
+    summary = _digress_summary([0, 1, 2])
+    control = {**summary["rows"]["sympe"], "label": "leak control", "seeds": [0], "control": True}
+    summary["rows"]["index_pe"], summary["order"] = control, ["sympe", "index_pe"]
+    path = tmp_path / "digress_qm9" / "summary.json"
+    path.write_text(json.dumps(summary))
+    text = report.digress_section()
+    assert "Partial" not in text and "leak controls were trained on seed 0 only" in text
+    summary["rows"]["sympe"]["seeds"] = [0, 1]
+    path.write_text(json.dumps(summary))
+    assert "Partial" in report.digress_section()
