@@ -61,7 +61,7 @@ def ising_section() -> str | None:
 
 
 def ising_l16_section() -> str | None:
-    return _ising_tables("cpu-l16b64_summary.json", "cpu-l16b64_phase_diagram.png", "cpu-l16b64_boundary.json")
+    return _ising_tables("cpu-l16s5k_summary.json", "cpu-l16s5k_phase_diagram.png", "cpu-l16s5k_boundary.json")
 
 
 def _ising_boundary_table(summary: dict, boundary_name: str) -> list[str]:
