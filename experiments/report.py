@@ -783,7 +783,8 @@ def digress_profile_section() -> str | None:
                              f"{sum(kinds.values()):.0f} |")
     for name, entry in prof["configurations"].items():
         if "ours" in entry:
-            top = ", ".join(f"{t['pass']} `{t['where']}` {t['ms_per_step']:.0f}" for t in entry["ours"]["top"][:10])
+            top = ", ".join(f"{t['pass']} `{t['where'] or '(unnamed)'}` {t['ms_per_step']:.0f}"
+                            for t in entry["ours"]["top"][:10])
             lines += ["", f"Largest model paths of ours at {name} (ms per step, all layers together): {top}."]
     return "\n".join(lines)
 
