@@ -417,8 +417,9 @@ class _Dropouts:
     split into two 16-bit numbers ``u``; keep where ``u >= round(rate * 2^16)``, scaled by
     1 / P(keep) (module docstring). A site's entries, in row-major order, take the low halves of
     its first words, then their high halves, then the same of its second words (the masks are
-    compared and concatenated as booleans, so no 32-bit array of the site's size is built). One random op per layer instead of one per site keeps XLA's
-    compile time down (the threefry code is inlined at every random op).
+    compared and concatenated as booleans, so no 32-bit array of the site's size is built). One
+    random op per layer instead of one per site keeps XLA's compile time down (the threefry code
+    is inlined at every random op).
     """
 
     def __init__(self, rate, deterministic, key, shapes, rng: str = "uniform"):
@@ -454,7 +455,7 @@ class _Dropouts:
         if self.rng == "uniform":           # exactly the masks and values of the recorded runs
             keep = (self.u[lo:hi] >= self.rate).reshape(v.shape)
             return jnp.where(keep, v / (1.0 - self.rate), 0.0).astype(v.dtype)
-        B, size = v.shape[0], math.prod(v.shape[1:])
+        size = math.prod(v.shape[1:])
         w0, w1 = self.words[0][:, lo:hi], self.words[1][:, lo:hi]
         low16, t = jnp.uint32(0xFFFF), jnp.uint32(self.threshold)
         keep = jnp.concatenate([(w0 & low16) >= t, (w0 >> 16) >= t, (w1 & low16) >= t, (w1 >> 16) >= t], axis=1)
