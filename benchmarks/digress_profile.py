@@ -177,28 +177,13 @@ def torch_kind(name: str) -> str:
 
 class _Reference(ds._ReferenceWorker):
     def profile(self, steps: int, top: int = 15) -> dict:
-        torch = self.torch
         from torch.profiler import ProfilerActivity, profile, record_function
-        st = self.state
-        r, loss_fn, opt = st["r"], st["loss"], st["opt"]
         t0 = time.perf_counter()
         self.block(reps=steps)
         wall = (time.perf_counter() - t0) / steps
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
-                st["counter"] += 1
-                X, E, y, node_mask = self.batches[st["counter"] % len(self.batches)]
-                with record_function("@forward"):
-                    noisy = r.apply_noise(X, E, y, node_mask)
-                    extra = r.compute_extra_data(noisy)
-                    pred = r.forward(noisy, extra, node_mask)
-                    loss = loss_fn(masked_pred_X=pred.X, masked_pred_E=pred.E, pred_y=pred.y, true_X=X, true_E=E,
-                                   true_y=y, log=False)
-                with record_function("@backward"):
-                    loss.backward()
-                with record_function("@optimizer"):
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
+                self.step(lambda name: record_function("@" + name))
         times = []
         for e in prof.events():
             if e.name.startswith("@"):
@@ -208,7 +193,8 @@ class _Reference(ds._ReferenceWorker):
                 parent = parent.cpu_parent
             if parent is None:
                 continue
-            times.append((parent.name[1:], torch_kind(e.name), e.name, e.self_cpu_time_total))
+            pass_ = "forward" if parent.name == "@noise_features" else parent.name[1:]
+            times.append((pass_, torch_kind(e.name), e.name, e.self_cpu_time_total))
         return {"wall_ms_per_step": wall * 1e3, **_table(times, steps, top)}
 
 
@@ -257,7 +243,7 @@ def main(argv=None) -> int:
     workers = {"ours": ds._Worker("ours", sys.executable, [], module=MODULE)}
     if a.reference:
         ref_dir = str(pathlib.Path(a.reference).resolve())
-        ref_python = a.reference_python or str(pathlib.Path(ref_dir).parent / "venv-torch" / "bin" / "python")
+        ref_python = ds.reference_python(ref_dir, a.reference_python)
         workers["reference"] = ds._Worker("reference", ref_python, ["--reference", ref_dir],
                                           {"OMP_WAIT_POLICY": "PASSIVE"}, module=MODULE)
     try:

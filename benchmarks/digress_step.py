@@ -68,6 +68,7 @@ Writes results/benchmarks/digress_step.json (``--quick``: digress_step_quick.jso
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -382,10 +383,15 @@ def _mem_available_gib() -> float:
     return float("inf")
 
 
+def reference_python(ref_dir: str, python: str | None) -> str:
+    """``python``, or by default the reference venv's beside its checkout: ``ref_dir/../venv-torch/bin/python``."""
+    return python or str(pathlib.Path(ref_dir).parent / "venv-torch" / "bin" / "python")
+
+
 def compare_with_reference(a: argparse.Namespace) -> dict:
     """Side-by-side timings and memory of the reference's step and ours (see the module docstring)."""
     ref_dir = str(pathlib.Path(a.reference).resolve())
-    ref_python = a.reference_python or str(pathlib.Path(ref_dir).parent / "venv-torch" / "bin" / "python")
+    ref_python = reference_python(ref_dir, a.reference_python)
     ours_python = sys.executable
     ref_env = {"OMP_WAIT_POLICY": a.reference_omp_wait_policy} if a.reference_omp_wait_policy else {}
     out = {"reference_dir": ref_dir, "reference_python": ref_python, "threads": THREADS,
@@ -827,29 +833,38 @@ class _ReferenceWorker:
         step_s = (time.perf_counter() - t0) / max(warmup, 1)
         return {"num_params": sum(p.numel() for p in net.parameters()), "step_s": step_s}
 
-    def block(self, reps: int) -> dict:
+    def step(self, phase) -> None:
+        """One training step on the next batch, each of ``PHASES`` run inside the context manager
+        ``phase(name)`` (``block`` times them, ``benchmarks.digress_profile`` labels them)."""
         st = self.state
         r, loss_fn, opt = st["r"], st["loss"], st["opt"]
-        times, ph = [], {p: [] for p in PHASES}
-        for _ in range(reps):
-            st["counter"] += 1
-            X, E, y, node_mask = self.batches[st["counter"] % len(self.batches)]
-            t0 = time.perf_counter()
+        st["counter"] += 1
+        X, E, y, node_mask = self.batches[st["counter"] % len(self.batches)]
+        with phase("noise_features"):
             noisy = r.apply_noise(X, E, y, node_mask)
             extra = r.compute_extra_data(noisy)
-            t1 = time.perf_counter()
+        with phase("forward"):
             pred = r.forward(noisy, extra, node_mask)
             loss = loss_fn(masked_pred_X=pred.X, masked_pred_E=pred.E, pred_y=pred.y, true_X=X, true_E=E,
                            true_y=y, log=False)
-            t2 = time.perf_counter()
+        with phase("backward"):
             loss.backward()
-            t3 = time.perf_counter()
+        with phase("optimizer"):
             opt.step()
             opt.zero_grad(set_to_none=True)
-            t4 = time.perf_counter()
-            times.append(t4 - t0)
-            for p, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                ph[p].append(dt)
+
+    def block(self, reps: int) -> dict:
+        times, ph = [], {p: [] for p in PHASES}
+
+        @contextlib.contextmanager
+        def timed(name):
+            t0 = time.perf_counter()
+            yield
+            ph[name].append(time.perf_counter() - t0)
+
+        for _ in range(reps):
+            self.step(timed)
+            times.append(sum(ph[p][-1] for p in PHASES))
         return {"step_s": times, "phases": ph}
 
     def _load(self, batches: str) -> list:

@@ -317,7 +317,7 @@ def measure(a: argparse.Namespace) -> dict:
                       f"{s['step_s'] * 1e3:.2f} ms / update", flush=True)
         if a.reference:
             ref_dir = str(pathlib.Path(a.reference).resolve())
-            ref_python = a.reference_python or str(pathlib.Path(ref_dir).parent / "venv-torch" / "bin" / "python")
+            ref_python = ds.reference_python(ref_dir, a.reference_python)
             rev = subprocess.run(["git", "-C", ref_dir, "rev-parse", "HEAD"], capture_output=True, text=True)
             out["reference"] = {"dir": ref_dir, "python": ref_python, "commit": rev.stdout.strip() or None,
                                 "env": ref_env, "args": REFERENCE_ARGS, "models": {}}

@@ -372,11 +372,12 @@ def digress_section() -> str | None:
     cfg = summary["config"]
     want = set(summary["seeds"])
     short = [r for r in summary["rows"].values() if not r.get("control") and set(r["seeds"]) != want]
-    controls = sorted({s for r in summary["rows"].values() if r.get("control") for s in r["seeds"]})
+    control_seeds = sorted({s for r in summary["rows"].values() if r.get("control") for s in r["seeds"]})
     partial = "" if summary.get("complete", True) else (
         "**Partial: not every row and seed has finished; the seeds column says what each row holds.** "
-        if short or not controls else f"Every method row holds seeds {', '.join(map(str, sorted(want)))}; the leak controls were trained on "
-             f"seed{'s' if len(controls) > 1 else ''} {', '.join(map(str, controls))} only. ")
+        if short or not control_seeds else
+        f"Every method row holds seeds {', '.join(map(str, sorted(want)))}; the leak controls were trained on "
+        f"seed{'s' if len(control_seeds) > 1 else ''} {', '.join(map(str, control_seeds))} only. ")
     counts = {len(r["seeds"]) for r in summary["rows"].values()}
     if counts == {1}:
         spread = "one seed, so ± is the standard error of the mean over test molecules, not a seed spread"
@@ -771,14 +772,16 @@ def digress_profile_section() -> str | None:
              f"`{prof['dropout_rng']}`; load average at the start {prof['load_start'][0]:.1f}, at the end "
              f"{prof['load_end'][0]:.1f}). Profiled time per step, ms, by pass and kind (profiler self times; XLA "
              "thunks of one step may overlap on the two threads, so a column's sum is a breakdown, not the step time).",
-             "", "| configuration | side | step ms | pass | matmul | reduce | elementwise | layout | random | framework |"
-             " total |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             ""]
+    first = next(iter(prof["configurations"].values()))[sides[0]]["ms_per_step"]
+    kinds_order = list(next(iter(first.values())))          # the kinds, in the benchmark's order
+    lines += ["| configuration | side | step ms | pass | " + " | ".join(kinds_order) + " | total |",
+              "|---" * (len(kinds_order) + 5) + "|"]
     for name, entry in prof["configurations"].items():
         for side in sides:
             res = entry[side]
             for pass_, kinds in res["ms_per_step"].items():
-                cells = " | ".join(f"{kinds[k]:.0f}" for k in ("matmul", "reduce", "elementwise", "layout", "random",
-                                                              "framework"))
+                cells = " | ".join(f"{kinds[k]:.0f}" for k in kinds_order)
                 lines.append(f"| {name} | {side} | {res['wall_ms_per_step']:.0f} | {pass_} | {cells} | "
                              f"{sum(kinds.values()):.0f} |")
     for name, entry in prof["configurations"].items():
