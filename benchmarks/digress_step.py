@@ -52,8 +52,12 @@ no reference is measured and none is printed.
 
 Environment: on these virtual machines glibc's default allocator settings made a PyTorch step
 25x slower; ``--allocator both`` (the default of a full run) measures in two child processes,
-one with glibc's defaults and one with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1000000000000``,
-and stores both. Load averages before and after are recorded: run it on an idle machine (the
+one with glibc's defaults and one with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1000000000000
+MALLOC_ARENA_MAX=1``, and stores both. ``MALLOC_ARENA_MAX=1`` matters for XLA: a buffer larger than
+a thread arena's heap (64 MiB), e.g. the step's temporary buffer, is ``mmap``-ed from a worker
+thread's arena whatever ``MALLOC_MMAP_MAX_`` says and unmapped when freed, so every step
+page-faults it in again (0.6 M faults and 1 s of system time per step at the paper model, batch
+256); with one arena it stays in the heap. Load averages before and after are recorded: run it on an idle machine (the
 ratios are taken within one process, so they suffer less from other load than the absolute
 times).
 
@@ -82,7 +86,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1000000000000"}
+TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1000000000000", "MALLOC_ARENA_MAX": "1"}
 PAPER_T = 500
 
 
@@ -634,6 +638,7 @@ class _OursWorker:
         import jax.numpy as jnp
         import optax
 
+        from experiments._lib import host
         from experiments.digress_qm9.diffusion.loss import cross_entropy_loss
         from experiments.digress_qm9.graph_transformer import count_params
 
@@ -660,6 +665,7 @@ class _OursWorker:
         t0 = time.perf_counter()
         compiled = lowered.compile()
         compile_s = time.perf_counter() - t0
+        host.release_free_memory()   # as experiments._lib.train.StepRunner does after compiling
         try:
             cost = compiled.cost_analysis()
             cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -667,7 +673,8 @@ class _OursWorker:
         except Exception:  # noqa: BLE001 - not every backend reports costs
             flops = None
         p_phase = jax.tree_util.tree_map(jnp.copy, params) if phases else None
-        params, opt_state, loss = compiled(params, opt_state, b0, key)
+        # the first call waited for, as experiments._lib.train does (its progress bar waits for it)
+        params, opt_state, loss = jax.block_until_ready(compiled(params, opt_state, b0, key))
         t0 = time.perf_counter()
         for i in range(warmup):
             params, opt_state, loss = compiled(params, opt_state, self.batches[(i + 1) % len(self.batches)],

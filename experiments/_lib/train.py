@@ -140,7 +140,7 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from experiments._lib import distributed, rundir
+from experiments._lib import distributed, host, rundir
 from experiments._lib.rundir import CHECKPOINT_SUBDIR, METRICS_FILE, REJECTED_SUBDIR
 
 __all__ = [
@@ -692,7 +692,7 @@ class StepRunner:
         self.loss_fn, self.optimizer, self.replicated = loss_fn, optimizer, replicated
         self.single = jax.jit(functools.partial(_train_step, loss_fn=loss_fn, optimizer=optimizer),
                               donate_argnums=(0, 1, 2), out_shardings=replicated)
-        self.multi = None
+        self.multi, self._compiled = None, {}
         if steps_per_call > 1:
             self.multi = jax.jit(functools.partial(_train_steps, loss_fn=loss_fn, optimizer=optimizer,
                                                    num=steps_per_call),
@@ -732,8 +732,13 @@ class StepRunner:
     def __call__(self, params, opt_state, acc, key, index: int, count: int, first: PyTree = None):
         if count not in (1, self.steps_per_call):
             raise ValueError(f"a call runs 1 or {self.steps_per_call} updates, not {count}")
-        fn = self.single if count == 1 else self.multi
-        return fn(params, opt_state, acc, self.batches(index, count, first), key, index)
+        args = (params, opt_state, acc, self.batches(index, count, first), key, index)
+        if count not in self._compiled:
+            # compiled ahead of the first call, so that the memory compiling leaves free goes back to the
+            # system before the step allocates its buffers (experiments._lib.host)
+            self._compiled[count] = (self.single if count == 1 else self.multi).lower(*args).compile()
+            host.release_free_memory()
+        return self._compiled[count](*args)
 
 
 def _metric_names(loss_fn: LossFn, params: PyTree, batch: PyTree, key: jax.Array) -> list[str]:

@@ -219,78 +219,113 @@ class Linear(nn.Module):
         return dense(x, kernel.astype(x.dtype), bias.astype(x.dtype))
 
 
-def _fused_linear(x: jax.Array, specs: tuple[tuple[str, int], ...]) -> list[jax.Array]:
+def _fused_linear(x: jax.Array, specs: tuple[tuple[str, int], ...], split: bool = True):
     """Several :class:`Linear` layers of one input ``x [..., k]`` as one matmul (call inside a
-    compact method: ``specs`` = ``((name, features), ...)``, the parameters keep those names)."""
+    compact method: ``specs`` = ``((name, features), ...)``, the parameters keep those names):
+    their outputs, or with ``split=False`` their concatenation ``[..., sum features]``."""
     fan_in = x.shape[-1]
     params = [_LinearParams(f, fan_in, name=name)() for name, f in specs]
     kernel = jnp.concatenate([k for k, _ in params], axis=1).astype(x.dtype)
     bias = jnp.concatenate([b for _, b in params]).astype(x.dtype)
     out = dense(x, kernel, bias)
+    if not split:
+        return out
     return jnp.split(out, np.cumsum([f for _, f in specs])[:-1].tolist(), axis=-1)
 
 
-def attention_core_reference(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head: int):
+def attention_core_reference(Q, K, V, EM, y_e_add, y_e_mul, key_mask, n_head: int):
     """The plain code of :func:`attention_core` (``jax.grad`` of it is the test oracle)."""
-    new_E, weighted_V, _ = _attention_forward(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head)
-    return new_E, weighted_V
+    dx = Q.shape[-1]
+    scale = 1.0 / math.sqrt(dx // n_head)
+    pair = _pair(key_mask)
+    Y = (Q[:, :, None] * K[:, None, :] * scale) * (EM[..., :dx] * pair + 1.0) + EM[..., dx:] * pair
+    new_E = y_e_add[:, None, None] + (y_e_mul[:, None, None] + 1.0) * Y
+    attn = jax.nn.softmax(_masked_logits(Y, key_mask), axis=2)
+    return new_E, jnp.sum(attn * V[:, None, :], axis=2)
 
 
 def _pair(key_mask: jax.Array) -> jax.Array:
     return key_mask[:, :, None, None] * key_mask[:, None, :, None]           # [B, n, n, 1]
 
 
-def _attention_forward(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head):
-    scale = 1.0 / math.sqrt(Q.shape[-1] // n_head)
-    pair = _pair(key_mask)
-    Y = (Q[:, :, None] * K[:, None, :] * scale) * (E_mul * pair + 1.0) + E_add * pair
-    new_E = y_e_add[:, None, None] + (y_e_mul[:, None, None] + 1.0) * Y
+def _masked_logits(Y: jax.Array, key_mask: jax.Array) -> jax.Array:
     neg = jnp.asarray(jnp.finfo(Y.dtype).min / 2, Y.dtype)
-    attn = jax.nn.softmax(jnp.where(key_mask[:, None, :, None] > 0, Y, neg), axis=2)
-    return new_E, jnp.sum(attn * V[:, None, :], axis=2), attn
+    return jnp.where(key_mask[:, None, :, None] > 0, Y, neg)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(8,))
-def attention_core(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head: int):
+_UNROLL = 16
+
+
+def _reduce(x: jax.Array, axis: int, op=jnp.add) -> jax.Array:
+    """``op``-reduction of ``x`` over ``axis``; over an axis of at most ``_UNROLL`` entries
+    written as a chain of ``op`` over slices. XLA fuses that chain with the elementwise code that
+    produces ``x``, so no ``[B, n, n, dx]`` operand (nor a broadcast of ``Q``, ``K`` or ``V``) is
+    written out for a separate reduction kernel; over a longer axis ``jnp.sum`` / ``jnp.max``."""
+    n = x.shape[axis]
+    if n > _UNROLL:
+        return jnp.sum(x, axis) if op is jnp.add else jnp.max(x, axis)
+    return functools.reduce(op, (jax.lax.index_in_dim(x, j, axis, keepdims=False) for j in range(n)))
+
+
+def _scores(Q, K, EM, key_mask, n_head):
+    """``(S, M, Y, pair)`` of :func:`attention_core`, all ``[B, n, n, dx]`` but ``pair``."""
+    dx = Q.shape[-1]
+    pair = _pair(key_mask)
+    S = Q[:, :, None] * K[:, None, :] * (1.0 / math.sqrt(dx // n_head))
+    M = EM[..., :dx] * pair + 1.0
+    return S, M, S * M + EM[..., dx:] * pair, pair
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def attention_core(Q, K, V, EM, y_e_add, y_e_mul, key_mask, n_head: int):
     """The node-edge attention of :class:`NodeEdgeBlock` between its projections.
 
-    ``Q, K, V [B, n, dx]`` (masked), ``E_mul, E_add [B, n, n, dx]`` (masked here on the pairs of
-    real nodes, so that XLA fuses the mask instead of writing masked copies),
-    ``y_e_add, y_e_mul [B, dx]``, ``key_mask [B, n]`` (1.0 for real nodes, 0.0 else; not
-    differentiated) -> ``(new_E [B, n, n, dx], weighted_V [B, n, dx])`` with
-    ``Y_ij = Q_i K_j / sqrt(dx / n_head) * (m_ij E_mul_ij + 1) + m_ij E_add_ij`` (channel-wise;
-    ``m_ij = key_mask_i key_mask_j``),
-    ``new_E = y_e_add + (y_e_mul + 1) Y`` and ``weighted_V_i = sum_j softmax_j(Y)_ij V_j`` (per
-    channel; masked keys excluded). Hand-written VJP: reuses the forward's softmax and uses
-    ``sum_j a_ij (g_i V_j) = g_i weighted_V_i`` for the softmax term, one pass over the
-    ``[B, n, n, dx]`` tensors.
+    ``Q, K, V [B, n, dx]`` (masked), ``EM [B, n, n, 2 dx]`` = ``[E_mul, E_add]`` (the fused edge
+    projection; masked here on the pairs of real nodes, so that XLA fuses the mask instead of
+    writing masked copies), ``y_e_add, y_e_mul [B, dx]``, ``key_mask [B, n]`` (1.0 for real
+    nodes, 0.0 else; not differentiated) -> ``(new_E [B, n, n, dx], weighted_V [B, n, dx])``
+    with ``Y_ij = Q_i K_j / sqrt(dx / n_head) * (m_ij E_mul_ij + 1) + m_ij E_add_ij``
+    (channel-wise; ``m_ij = key_mask_i key_mask_j``), ``new_E = y_e_add + (y_e_mul + 1) Y`` and
+    ``weighted_V_i = sum_j softmax_j(Y)_ij V_j`` (per channel; masked keys excluded).
+
+    Hand-written VJP, written for memory traffic (each ``[B, n, n, dx]`` pass is memory-bound):
+    the forward writes ``new_E`` and keeps only the softmax's per-row max and sum
+    (``[B, n, dx]``); the backward recomputes ``Y`` and the softmax from ``EM``, uses
+    ``sum_j a_ij (g_i V_j) = g_i weighted_V_i`` for the softmax term, and writes the cotangent of
+    ``EM`` in one pass; the reductions over the short node axes are fused (:func:`_reduce`).
     """
-    return attention_core_reference(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head)
+    return attention_core_reference(Q, K, V, EM, y_e_add, y_e_mul, key_mask, n_head)
 
 
-def _attention_fwd(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head):
-    new_E, weighted_V, attn = _attention_forward(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, key_mask, n_head)
-    return (new_E, weighted_V), (Q, K, V, E_mul, E_add, y_e_mul, key_mask, attn, weighted_V)
+def _attention_fwd(Q, K, V, EM, y_e_add, y_e_mul, key_mask, n_head):
+    _, _, Y, _ = _scores(Q, K, EM, key_mask, n_head)
+    new_E = y_e_add[:, None, None] + (y_e_mul[:, None, None] + 1.0) * Y
+    logits = _masked_logits(Y, key_mask)
+    top = _reduce(logits, 2, jnp.maximum)                                    # [B, n, dx]
+    e = jnp.exp(logits - top[:, :, None])
+    total = _reduce(e, 2)
+    weighted_V = _reduce(e * V[:, None, :], 2) / total
+    return (new_E, weighted_V), (Q, K, V, EM, y_e_mul, key_mask, top, total, weighted_V)
 
 
 def _attention_bwd(n_head, res, cotangents):
-    Q, K, V, E_mul, E_add, y_e_mul, key_mask, attn, weighted_V = res
+    Q, K, V, EM, y_e_mul, key_mask, top, total, weighted_V = res
     g_E, g_V = cotangents
+    S, M, Y, pair = _scores(Q, K, EM, key_mask, n_head)
     scale = 1.0 / math.sqrt(Q.shape[-1] // n_head)
-    S = Q[:, :, None] * K[:, None, :] * scale                                # [B, n, n, dx]
-    pair = _pair(key_mask)
-    M = E_mul * pair + 1.0
-    Y = S * M + E_add * pair
+    attn = jnp.exp(_masked_logits(Y, key_mask) - top[:, :, None]) / total[:, :, None]
     # softmax: d logits_ij = a_ij (g_i V_j - g_i wV_i), zero at masked keys
     d_soft = attn * (g_V[:, :, None] * (V[:, None, :] - weighted_V[:, :, None]))
     dY = g_E * (y_e_mul[:, None, None] + 1.0) + d_soft * key_mask[:, None, :, None]
     dS = dY * M
-    dQ = jnp.sum(dS * K[:, None, :], axis=2) * scale
-    dK = jnp.sum(dS * Q[:, :, None], axis=1) * scale
-    dV = jnp.sum(attn * g_V[:, :, None], axis=1)
+    dQ = _reduce(dS * K[:, None, :], 2) * scale
+    dK = _reduce(dS * Q[:, :, None], 1) * scale
+    dV = _reduce(attn * g_V[:, :, None], 1)
     dE_add = dY * pair
-    return (dQ, dK, dV, dE_add * S, dE_add, jnp.sum(g_E, axis=(1, 2)), jnp.sum(g_E * Y, axis=(1, 2)),
-            jnp.zeros_like(key_mask))
+    d_EM = jnp.concatenate([dE_add * S, dE_add], axis=-1)
+    d_y_add = jnp.sum(_reduce(g_E, 2), axis=1)
+    d_y_mul = jnp.sum(_reduce(g_E * Y, 2), axis=1)
+    return dQ, dK, dV, d_EM, d_y_add, d_y_mul, jnp.zeros_like(key_mask)
 
 
 attention_core.defvjp(_attention_fwd, _attention_bwd)
@@ -347,13 +382,13 @@ class NodeEdgeBlock(nn.Module):
         x_mask, pair = _masks(node_mask, X.dtype)
 
         Q, K, V = (t * x_mask for t in _fused_linear(X, (("q", dx), ("k", dx), ("v", dx))))
-        E_mul, E_add = _fused_linear(E, (("e_mul", dx), ("e_add", dx)))         # masked in attention_core
+        EM = _fused_linear(E, (("e_mul", dx), ("e_add", dx)), split=False)       # masked in attention_core
         y_e_add, y_e_mul, y_x_add, y_x_mul, y_y = _fused_linear(
             y, (("y_e_add", dx), ("y_e_mul", dx), ("y_x_add", dx), ("y_x_mul", dx), ("y_y", dy)))
 
         # Y_ij = Q_i * K_j / sqrt(df) * (E_mul_ij + 1) + E_add_ij, every channel kept; new edge
         # features y_e_add + (y_e_mul + 1) * Y; softmax over the keys j per channel; weighted V.
-        new_E, weighted_V = attention_core(Q, K, V, E_mul, E_add, y_e_add, y_e_mul, node_mask.astype(X.dtype),
+        new_E, weighted_V = attention_core(Q, K, V, EM, y_e_add, y_e_mul, node_mask.astype(X.dtype),
                                            self.n_head)
         new_E = Linear(self.de, name="e_out")(new_E) * pair
 

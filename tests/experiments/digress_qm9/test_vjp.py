@@ -41,30 +41,43 @@ def _attention_inputs(key, B=3, n=4, dx=6, masked=True):
     xm = node_mask[..., None].astype(jnp.float32) if masked else 1.0
     pair = (node_mask[:, :, None] & node_mask[:, None, :])[..., None].astype(jnp.float32) if masked else 1.0
     Q, K, V = (jax.random.normal(k, (B, n, dx)) * xm for k in ks[:3])
-    E_mul, E_add = (jax.random.normal(k, (B, n, n, dx)) * pair for k in ks[3:5])
+    EM = jax.random.normal(ks[3], (B, n, n, 2 * dx)) * pair                       # [E_mul, E_add]
     y_add, y_mul = (jax.random.normal(k, (B, dx)) for k in ks[5:7])
     gE, gV = jax.random.normal(ks[7], (B, n, n, dx)), jax.random.normal(ks[8], (B, n, dx))
-    return (Q, K, V, E_mul, E_add, y_add, y_mul, node_mask.astype(jnp.float32)), (gE, gV)
+    return (Q, K, V, EM, y_add, y_mul, node_mask.astype(jnp.float32)), (gE, gV)
 
 
-@pytest.mark.parametrize("n_head, masked", [(1, True), (2, True), (3, True), (2, False)])
-def test_attention_core_vjp_matches_autodiff(n_head, masked):
-    """``masked=False``: content in padded slots too (the masked keys must get no gradient)."""
+@pytest.mark.parametrize("n_head, masked, unroll", [(1, True, 16), (2, True, 16), (3, True, 16), (2, False, 16),
+                                                     (2, True, 0), (2, False, 0)])
+def test_attention_core_vjp_matches_autodiff(monkeypatch, n_head, masked, unroll):
+    """``masked=False``: content in padded slots too (the masked keys must get no gradient);
+    ``unroll=0``: the reductions over the node axes as ``jnp.sum`` / ``jnp.max`` (longer graphs)."""
+    monkeypatch.setattr(gt, "_UNROLL", unroll)
     args, cot = _attention_inputs(jax.random.key(1), masked=masked)
-    out, vjp = jax.vjp(lambda *a: gt.attention_core(*a, n_head), *args[:7], args[7])
-    out_ref, vjp_ref = jax.vjp(lambda *a: gt.attention_core_reference(*a, n_head), *args[:7], args[7])
+    out, vjp = jax.vjp(lambda *a: gt.attention_core(*a, n_head), *args)
+    out_ref, vjp_ref = jax.vjp(lambda *a: gt.attention_core_reference(*a, n_head), *args)
     _close(out, out_ref)
     grads, grads_ref = vjp(cot), vjp_ref(cot)
-    _close(grads[:7], grads_ref[:7])
-    assert not np.any(np.asarray(grads[7]))          # the key mask is not differentiated
+    _close(grads[:6], grads_ref[:6])
+    assert not np.any(np.asarray(grads[6]))          # the key mask is not differentiated
+
+
+@pytest.mark.parametrize("unroll", [16, 0])
+@pytest.mark.parametrize("axis", [1, 2])
+def test_reduce_matches_numpy(monkeypatch, unroll, axis):
+    """Both forms of the node-axis reductions, on a shape whose two node axes differ."""
+    monkeypatch.setattr(gt, "_UNROLL", unroll)
+    x = np.asarray(jax.random.normal(jax.random.key(4), (2, 3, 5, 4)))
+    np.testing.assert_allclose(np.asarray(gt._reduce(jnp.asarray(x), axis)), x.sum(axis), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(gt._reduce(jnp.asarray(x), axis, jnp.maximum)), x.max(axis))
 
 
 def test_attention_core_under_jit_and_second_cotangent_only():
     """Only the weighted-V output used (the edge output's cotangent is zero), under jit."""
     args, _ = _attention_inputs(jax.random.key(2))
-    loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a, args[7], 2)[1]))  # noqa: E731
-    g = jax.jit(jax.grad(loss(gt.attention_core), argnums=tuple(range(7))))(*args[:7])
-    g_ref = jax.grad(loss(gt.attention_core_reference), argnums=tuple(range(7)))(*args[:7])
+    loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a, args[6], 2)[1]))  # noqa: E731
+    g = jax.jit(jax.grad(loss(gt.attention_core), argnums=tuple(range(6))))(*args[:6])
+    g_ref = jax.grad(loss(gt.attention_core_reference), argnums=tuple(range(6)))(*args[:6])
     _close(g, g_ref)
 
 
