@@ -16,6 +16,11 @@ allocator settings), run for ``--steps`` steps under each side's own profiler af
   pass and a kind by its ``aten`` name (``framework``: the time outside ``aten`` ops, i.e.
   autograd nodes and Python).
 
+Beside the profiles, each side's process CPU time per step (user and system) and minor page
+faults over an unprofiled block of the same steps (``getrusage``): the system time of faulting
+fresh memory in is in no kernel's trace (it was 1 s per step at paper:256 before
+``MALLOC_ARENA_MAX=1``; see ``experiments._lib.host``).
+
 Thunks of one XLA step can run on both threads at once, and a profiler slows each side a little,
 so the per-kind sums are a breakdown, not the step time: the step time and the ratio are
 ``digress_step``'s. Writes results/benchmarks/digress_profile.json::
@@ -33,9 +38,11 @@ import json
 import os
 import pathlib
 import re
+import resource
 import sys
 import tempfile
 import time
+from typing import Any, Callable
 
 from benchmarks import digress_step as ds
 
@@ -126,14 +133,25 @@ def _table(times: list[tuple[str, str, str, float]], steps: int, top: int) -> di
             "top": [{"pass": p, "where": w, "ms_per_step": ms} for (p, w), ms in paths.most_common(top)]}
 
 
+def usage(run: Callable[[], Any], steps: int) -> dict:
+    """Runs ``run()`` (``steps`` training steps) and returns per step: wall ms, the process's user
+    and system CPU ms and its minor page faults (``getrusage``; a profiler trace of kernels does
+    not show the system time of faulting fresh memory in)."""
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    run()
+    t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    return {"wall_ms_per_step": (t1 - t0) / steps * 1e3,
+            "user_ms_per_step": (r1.ru_utime - r0.ru_utime) / steps * 1e3,
+            "system_ms_per_step": (r1.ru_stime - r0.ru_stime) / steps * 1e3,
+            "minor_faults_per_step": (r1.ru_minflt - r0.ru_minflt) / steps}
+
+
 class _Ours(ds._OursWorker):
     def profile(self, steps: int, top: int = 15) -> dict:
         import jax
         st = self.state
         inst, comps = parse_hlo(st["step"].as_text())
-        t0 = time.perf_counter()
-        self.block(reps=steps)
-        wall = (time.perf_counter() - t0) / steps
+        cpu = usage(lambda: self.block(reps=steps), steps)
         with tempfile.TemporaryDirectory() as tmp:
             with jax.profiler.trace(tmp, create_perfetto_trace=True):
                 self.block(reps=steps)
@@ -142,7 +160,7 @@ class _Ours(ds._OursWorker):
         events = trace["traceEvents"] if isinstance(trace, dict) else trace
         times = [(*classify(n, inst, comps), us) for n, us in self_times(events, set(inst))
                  if inst[n][0] not in _CONTROL_OPS]
-        return {"wall_ms_per_step": wall * 1e3, **_table(times, steps, top)}
+        return {**cpu, **_table(times, steps, top)}
 
 
 # ----------------------------------------------------------------------------- reference: torch.profiler
@@ -178,9 +196,7 @@ def torch_kind(name: str) -> str:
 class _Reference(ds._ReferenceWorker):
     def profile(self, steps: int, top: int = 15) -> dict:
         from torch.profiler import ProfilerActivity, profile, record_function
-        t0 = time.perf_counter()
-        self.block(reps=steps)
-        wall = (time.perf_counter() - t0) / steps
+        cpu = usage(lambda: self.block(reps=steps), steps)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
                 self.step(lambda name: record_function("@" + name))
@@ -195,7 +211,7 @@ class _Reference(ds._ReferenceWorker):
                 continue
             pass_ = "forward" if parent.name == "@noise_features" else parent.name[1:]
             times.append((pass_, torch_kind(e.name), e.name, e.self_cpu_time_total))
-        return {"wall_ms_per_step": wall * 1e3, **_table(times, steps, top)}
+        return {**cpu, **_table(times, steps, top)}
 
 
 def _serve(kind: str, argv: list[str]) -> int:
@@ -216,16 +232,23 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--reference", default=None, metavar="DIR", help="checkout of cvignac/DiGress (780242b)")
     p.add_argument("--reference-python", default=None, metavar="PY",
                    help="Python of the reference's venv (default: DIR/../venv-torch/bin/python)")
+    p.add_argument("--arena-max", type=int, default=int(ds.TUNED_MALLOC["MALLOC_ARENA_MAX"]),
+                   help="MALLOC_ARENA_MAX of both workers (default: digress_step's; 16 = glibc's own limit on "
+                        "2 cores, one arena per thread: the per-step page faults of XLA's temporary buffer)")
     p.add_argument("--out", default=str(ds.ROOT / "results" / "benchmarks" / "digress_profile.json"))
     a = p.parse_args(argv)
     a.configs = ds._pairs(a.configs)
     if a.steps < 1:
         p.error(f"--steps must be at least 1, got {a.steps}")
+    if a.arena_max < 1:
+        p.error(f"--arena-max must be at least 1, got {a.arena_max}")
     return a
 
 
 def _print(side: str, res: dict) -> None:
-    print(f"  {side}: step {res['wall_ms_per_step']:.0f} ms; profiled {res['total_ms_per_step']:.0f} ms / step")
+    print(f"  {side}: step {res['wall_ms_per_step']:.0f} ms (CPU: user {res['user_ms_per_step']:.0f} ms, system "
+          f"{res['system_ms_per_step']:.0f} ms, {res['minor_faults_per_step']:.0f} page faults); profiled "
+          f"{res['total_ms_per_step']:.0f} ms / step")
     for pass_ in PASSES:
         cells = ", ".join(f"{k} {v:.0f}" for k, v in res["ms_per_step"][pass_].items() if v >= 0.5)
         print(f"    {pass_:9s} {cells}")
@@ -237,25 +260,33 @@ def main(argv=None) -> int:
         return _serve(argv[1], argv[2:])
     a = _parse(argv)
     print(f"DiGress step profile: {a.configs}, {a.steps} steps, load average {os.getloadavg()}", flush=True)
+    arenas = {"MALLOC_ARENA_MAX": str(a.arena_max)}
     out = {"command": f"python -m {MODULE} " + " ".join(argv), "steps": a.steps, "dropout_rng": a.dropout_rng,
-           "threads": ds.THREADS, "allocator": dict(ds.TUNED_MALLOC), "load_start": list(os.getloadavg()),
+           "threads": ds.THREADS, "allocator": {**ds.TUNED_MALLOC, **arenas}, "load_start": list(os.getloadavg()),
            "configurations": {}}
-    workers = {"ours": ds._Worker("ours", sys.executable, [], module=MODULE)}
-    if a.reference:
-        ref_dir = str(pathlib.Path(a.reference).resolve())
-        ref_python = ds.reference_python(ref_dir, a.reference_python)
-        workers["reference"] = ds._Worker("reference", ref_python, ["--reference", ref_dir],
-                                          {"OMP_WAIT_POLICY": "PASSIVE"}, module=MODULE)
-    try:
-        out["versions"] = {side: w.ask(cmd="versions") for side, w in workers.items()}
-        with tempfile.TemporaryDirectory() as tmp:
-            for model, B in a.configs:
-                name = f"{model}:{B}"
-                path = pathlib.Path(tmp) / f"batches_{B}.npz"
-                if not path.exists():
-                    ds._compare_batches(path, B)
-                print(f"{name}", flush=True)
-                entry = out["configurations"][name] = {}
+    ref_dir = str(pathlib.Path(a.reference).resolve()) if a.reference else None
+    ref_python = ds.reference_python(ref_dir, a.reference_python) if a.reference else None
+
+    def start() -> dict:
+        workers = {"ours": ds._Worker("ours", sys.executable, [], arenas, module=MODULE)}
+        if a.reference:
+            workers["reference"] = ds._Worker("reference", ref_python, ["--reference", ref_dir],
+                                              {"OMP_WAIT_POLICY": "PASSIVE", **arenas}, module=MODULE)
+        return workers
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for model, B in a.configs:
+            name = f"{model}:{B}"
+            path = pathlib.Path(tmp) / f"batches_{B}.npz"
+            if not path.exists():
+                ds._compare_batches(path, B)
+            print(f"{name}", flush=True)
+            entry = out["configurations"][name] = {}
+            # fresh workers per configuration: a profiler trace leaves tracing costs in the process
+            # (they slowed the next configuration's unprofiled steps by 10-35%)
+            workers = start()
+            try:
+                out["versions"] = {side: w.ask(cmd="versions") for side, w in workers.items()}
                 for side, w in workers.items():
                     setup = dict(cmd="setup", model=model, dims=ds.COMPARE_MODELS[model], batches=str(path),
                                  T=ds.PAPER_T, warmup=a.warmup, phases=False)
@@ -263,11 +294,10 @@ def main(argv=None) -> int:
                         setup["dropout_rng"] = a.dropout_rng
                     w.ask(**setup)
                     entry[side] = w.ask(cmd="profile", steps=a.steps, top=a.top)
-                    w.ask(cmd="release")
                     _print(side, entry[side])
-    finally:
-        for w in workers.values():
-            w.close()
+            finally:
+                for w in workers.values():
+                    w.close()
     out["load_end"] = list(os.getloadavg())
     path = pathlib.Path(a.out)
     path.parent.mkdir(parents=True, exist_ok=True)

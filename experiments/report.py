@@ -784,6 +784,13 @@ def digress_profile_section() -> str | None:
                 cells = " | ".join(f"{kinds[k]:.0f}" for k in kinds_order)
                 lines.append(f"| {name} | {side} | {res['wall_ms_per_step']:.0f} | {pass_} | {cells} | "
                              f"{sum(kinds.values()):.0f} |")
+    if all("system_ms_per_step" in entry[s] for entry in prof["configurations"].values() for s in sides):
+        lines += ["", "Process CPU time per step over an unprofiled block (`getrusage`; ms, and minor page faults):",
+                  "", "| configuration | side | step ms | user CPU ms | system CPU ms | page faults |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {side} | {entry[side]['wall_ms_per_step']:.0f} | {entry[side]['user_ms_per_step']:.0f} | "
+                  f"{entry[side]['system_ms_per_step']:.0f} | {entry[side]['minor_faults_per_step']:,.0f} |"
+                  for name, entry in prof["configurations"].items() for side in sides]
     for name, entry in prof["configurations"].items():
         if "ours" in entry:
             top = ", ".join(f"{t['pass']} `{t['where'] or '(unnamed)'}` {t['ms_per_step']:.0f}"

@@ -2,8 +2,12 @@
 
 Bugs these catch: nested thunk times counted twice (a while loop and its body); a backward
 matmul attributed to the forward pass (the ``transpose(jvp)`` name stack read as ``jvp``); a
-fusion holding a dot not counted as matmul; torch's ``aten::mm`` or dropout filed as elementwise.
+fusion holding a dot not counted as matmul; torch's ``aten::mm`` or dropout filed as elementwise;
+page faults or system time not per step (or swapped with user time).
 """
+
+import mmap
+import os
 
 import jax
 import jax.numpy as jnp
@@ -54,3 +58,18 @@ def test_classify_finds_forward_and_backward_matmuls_and_the_update():
                                         ("MmBackward0", "framework"), ("aten::threshold_backward", "elementwise")])
 def test_torch_kind(name, kind):
     assert dp.torch_kind(name) == kind
+
+
+def test_usage_reports_the_page_faults_of_fresh_memory_per_step():
+    size, steps = 32 * 2 ** 20, 2
+    payload = b"\1" * size             # written before: its pages are not counted
+
+    def run():                          # per step: map 32 MiB and write every page
+        for _ in range(steps):
+            with mmap.mmap(-1, size) as m:
+                m.write(payload)
+
+    out = dp.usage(run, steps)
+    pages = size // os.sysconf("SC_PAGE_SIZE")
+    assert pages * 0.9 <= out["minor_faults_per_step"] <= pages * 1.5
+    assert out["system_ms_per_step"] > 0 and out["wall_ms_per_step"] > 0
