@@ -998,13 +998,17 @@ def main(argv=None) -> int:
     result = {"command": "python -m benchmarks.digress_step " + " ".join(argv), "quick": a.quick}
     if a.reference:
         result["reference"] = compare_with_reference(a)
-    else:
+    out = pathlib.Path(a.out)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    if not a.reference:
         print("  no PyTorch reference measured (pass --reference DIR to measure it side by side)", flush=True)
         result["reference"] = None
-    out = pathlib.Path(a.out)
+        if previous.get("reference"):   # keep the previous same-run comparison, saying so
+            result["reference"] = previous["reference"]
+            result["reference_command"] = previous.get("reference_command", previous.get("command"))
+            result["reference_note"] = "reference comparison: copied from the previous result file, not re-measured"
     if a.reference and not a.with_modes:
         # The modes/sampling part was not re-measured: keep the previous file's, saying so.
-        previous = json.loads(out.read_text()) if out.exists() else {}
         if previous.get("runs"):
             result["runs"] = previous["runs"]
             result["runs_command"] = previous.get("runs_command", previous.get("command"))

@@ -581,7 +581,7 @@ def digress_reference_section() -> str | None:
         return None if bench is None else "_This result file holds no same-run measurement of the PyTorch reference._"
     sides = ref["sides"][1:]
     lim = ref["matmul_gflops"]
-    command = _reference_command(bench["command"])
+    command = _reference_command(bench.get("reference_command", bench["command"]))
     lines = [f"Command: `{command}` (reference commit {(ref.get('reference_commit') or '780242b')[:7]}, "
              f"torch {ref['versions']['reference']['torch']}, jax {ref['versions']['ours']['jax']}; {ref['threads']} threads "
              f"each, allocator {' '.join(f'{k}={v}' for k, v in ref['allocator'].items())}, reference "
@@ -632,7 +632,7 @@ def graph_ae_step_section() -> str | None:
         return None
     m = bench["measurement"]
     ref, cfg = m["reference"], m["config"]
-    command = _reference_command(bench["command"])
+    command = _reference_command(bench.get("reference_command", bench["command"]))
     models_ = list(ref["models"]) if ref else []
     versions = m["versions"]
     head = (f"Command: `{command}` (preset `{m['preset']}`: batch {cfg['batch_size']}, {cfg['message_graph']} message "

@@ -8,6 +8,12 @@ model and batch 256, 0.6 M faults and about 1 s of system time per step. With a 
 and no ``mmap`` the buffer comes from the heap and stays mapped (:func:`tune_malloc`); the
 memory that compiling left free is handed back with :func:`release_free_memory`.
 
+The price of one arena: XLA's worker threads share its lock, so a program of many small calls
+slows down (the DiGress sampler at the paper model and batch 64: 161 against 109 ms per reverse
+step, ``benchmarks.digress_step``'s modes table); a training step gains in proportion to its
+temporary buffer (level at batch 64; 1777 against 2125 ms at batch 256,
+``benchmarks.digress_profile``).
+
 The environment variables ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_MAX_`` and
 ``MALLOC_TRIM_THRESHOLD_`` set the same before the process starts (what
 ``benchmarks.digress_step`` does for both of its sides); a variable that is set wins over
