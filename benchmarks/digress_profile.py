@@ -286,7 +286,8 @@ def main(argv=None) -> int:
             # (they slowed the next configuration's unprofiled steps by 10-35%)
             workers = start()
             try:
-                out["versions"] = {side: w.ask(cmd="versions") for side, w in workers.items()}
+                if "versions" not in out:
+                    out["versions"] = {side: w.ask(cmd="versions") for side, w in workers.items()}
                 for side, w in workers.items():
                     setup = dict(cmd="setup", model=model, dims=ds.COMPARE_MODELS[model], batches=str(path),
                                  T=ds.PAPER_T, warmup=a.warmup, phases=False)

@@ -84,9 +84,11 @@ import time
 
 import numpy as np
 
+from experiments._lib import host
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1000000000000", "MALLOC_ARENA_MAX": "1"}
+TUNED_MALLOC = dict(host.ENVIRONMENT)
 PAPER_T = 500
 
 
@@ -638,7 +640,6 @@ class _OursWorker:
         import jax.numpy as jnp
         import optax
 
-        from experiments._lib import host
         from experiments.digress_qm9.diffusion.loss import cross_entropy_loss
         from experiments.digress_qm9.graph_transformer import count_params
 

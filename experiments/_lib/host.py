@@ -14,8 +14,7 @@ step, ``benchmarks.digress_step``'s modes table); a training step gains in propo
 temporary buffer (level at batch 64; 1777 against 2125 ms at batch 256,
 ``benchmarks.digress_profile``).
 
-The environment variables ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_MAX_`` and
-``MALLOC_TRIM_THRESHOLD_`` set the same before the process starts (what
+The environment variables of :data:`ENVIRONMENT` set the same before a process starts (what
 ``benchmarks.digress_step`` does for both of its sides); a variable that is set wins over
 :func:`tune_malloc`.
 """
@@ -27,13 +26,17 @@ import ctypes.util
 import functools
 import os
 
-__all__ = ["tune_malloc", "release_free_memory"]
+__all__ = ["ENVIRONMENT", "tune_malloc", "release_free_memory"]
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-# name of the environment variable, mallopt parameter, value (-1: never trim the heap's top)
-_SETTINGS = (("MALLOC_ARENA_MAX", _M_ARENA_MAX, 1), ("MALLOC_MMAP_MAX_", _M_MMAP_MAX, 0),
-             ("MALLOC_TRIM_THRESHOLD_", _M_TRIM_THRESHOLD, -1))
+# environment variable, mallopt parameter, its value for mallopt (-1: never trim the heap's top)
+# and for the environment (the same, as glibc reads it at start-up)
+_SETTINGS = (("MALLOC_MMAP_MAX_", _M_MMAP_MAX, 0, "0"),
+             ("MALLOC_TRIM_THRESHOLD_", _M_TRIM_THRESHOLD, -1, "1000000000000"),
+             ("MALLOC_ARENA_MAX", _M_ARENA_MAX, 1, "1"))
+ENVIRONMENT = {env: value for env, _, _, value in _SETTINGS}
+"""The settings of :func:`tune_malloc` as environment variables, for a process started anew."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,7 +61,7 @@ def tune_malloc() -> dict[str, int]:
     if libc is None:
         return {}
     done = {}
-    for env, param, value in _SETTINGS:
+    for env, param, value, _ in _SETTINGS:
         if env not in os.environ and libc.mallopt(param, value) == 1:
             done[env] = value
     return done
